@@ -1,0 +1,3 @@
+from sjdl.cli import main
+
+main()

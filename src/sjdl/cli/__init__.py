@@ -1,0 +1,20 @@
+"""The ``sjdl`` command line: one small module per command, registered here."""
+
+from __future__ import annotations
+
+import typer
+
+from . import info
+
+app = typer.Typer(
+    name="sjdl",
+    help="Foggy vehicle re-identification with semi-supervised joint defogging learning.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+info.register(app)
+
+
+def main() -> None:
+    app()

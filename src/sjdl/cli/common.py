@@ -1,0 +1,25 @@
+"""Helpers shared by the commands: config loading with one-line errors, the console."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from ..config import Config, ConfigError, load_config
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a one-line error and exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def config_from_cli(config: str | None, overrides: list[str] | None) -> Config:
+    try:
+        return load_config(config, overrides or [])
+    except ConfigError as e:
+        fail(str(e))
+        raise  # unreachable, keeps type checkers happy

@@ -1,0 +1,322 @@
+"""Typed configuration: dataclass sections, YAML files, dotted overrides and presets.
+
+Resolution order (later wins): built-in defaults -> preset (``paper`` | ``official``) ->
+YAML file -> ``key=value`` overrides. The preset is read from the overrides first, then the
+YAML file, so ``preset=official`` on the command line switches every preset-controlled key
+while explicit YAML/command-line values still win.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+PRESETS = ("paper", "official")
+METHODS = ("baseline", "jdl", "sjdl_wo_sc", "sjdl")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message names the key and what is allowed."""
+
+
+@dataclass
+class FIRMConfig:
+    """Fog-free image reconstruction module (spec §2.2)."""
+
+    res_blocks: int = 1  # ResBlocks per upsampling stage: 1 as released, 2 in the paper text
+    output: Literal["unit", "tanh"] = "unit"  # unit: (tanh+1)/2 in [0,1]; tanh: raw, as released
+
+
+@dataclass
+class ModelConfig:
+    backbone: Literal["resnet18", "resnet34", "resnet50", "resnet50_ibn_a"] = "resnet50"
+    pretrained: str = ""  # local torchvision-format .pth/.safetensors; never downloaded
+    last_stride: int = 1
+    split: Literal["conv2", "conv3", "conv4", "conv5"] = "conv2"  # CFSM = stem .. this block
+    neck: Literal["bnneck", "dcn_attention"] = "bnneck"
+    normalize: Literal["imagenet", "none"] = "imagenet"  # applied inside the model, ReID path
+    firm: FIRMConfig = field(default_factory=FIRMConfig)
+
+
+@dataclass
+class DataConfig:
+    root: str = ""
+    dataset: Literal["fvrid", "veri", "folder", "demo"] = "fvrid"
+    syn_dir: str = "FVRID_syn"
+    real_dir: str = "FVRID_real"
+    test_set: Literal["syn", "real"] = "syn"  # which query/gallery pair evaluates the model
+    real_labelled: bool = True
+    size_train: list[int] = field(default_factory=lambda: [384, 384])
+    size_test: list[int] = field(default_factory=lambda: [384, 384])
+    num_ids: int = 6  # P of the PxK sampler
+    num_instances: int = 6  # K of the PxK sampler
+    hflip: float = 0.5
+    pad: int = 10
+    random_erasing: float = 0.0
+    workers: int = 2
+    strict: bool = False
+    fog_on_the_fly: bool = False
+
+
+@dataclass
+class LossConfig:
+    triplet_margin: float = 0.3
+    triplet_feature: Literal["pre_bn", "post_bn"] = "pre_bn"
+    label_smoothing: float = 0.0
+    lambda_restoration: float = 1.0  # lambda_1, Eq. 5
+    lambda_ce: float = 1.0  # colour entropy weight, Eq. 11
+    lambda_dc: float = 1e-5  # lambda_2
+    lambda_tv: float = 1e-5  # lambda_3
+    lambda_sc: float = 300.0  # lambda_4
+    dc_patch: int = 35
+    sc_mode: Literal["spectrum", "phase"] = "spectrum"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 120
+    lr: float = 1e-4
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 10
+    warmup_factor: float = 0.01
+    steps: list[int] = field(default_factory=lambda: [20, 30, 45, 60, 75, 90, 105])
+    gamma: float = 0.6
+    real_every: int = 1  # a real batch every N iterations (5 = released schedule)
+    amp: bool = True  # fp16 autocast + GradScaler on CUDA; ignored on CPU
+    channels_last: bool = False
+    seed: int = 0
+    device: str = "auto"
+    output_dir: str = "runs/sjdl"
+    max_bad_steps: int = 10
+    select_on_test: bool = False
+    val_ids: int = 0  # train ids held out for model selection (0 = no validation split)
+
+
+@dataclass
+class TestConfig:
+    feature: Literal["post_bn", "pre_bn"] = "post_bn"
+    metric: Literal["euclidean", "cosine"] = "euclidean"
+    normalize: bool = False
+    flip: bool = False
+    rerank: bool = False
+    batch_size: int = 64
+
+
+@dataclass
+class Config:
+    preset: Literal["paper", "official"] = "paper"
+    method: Literal["baseline", "jdl", "sjdl_wo_sc", "sjdl"] = "sjdl"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# What `preset: official` changes (spec §1.2, §2.2, §3, §4, §9); everything else is shared.
+PRESET_VALUES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "official": {
+        "model.backbone": "resnet50_ibn_a",
+        "model.last_stride": 2,
+        "model.neck": "dcn_attention",
+        "model.normalize": "none",
+        "model.firm.output": "tanh",
+        "loss.triplet_feature": "post_bn",
+        "loss.lambda_sc": 0.01,
+        "loss.sc_mode": "phase",
+        "data.hflip": 0.0,
+        "data.pad": 0,
+        "train.real_every": 5,
+        "train.steps": [20, 30] + list(range(45, 256, 15)),
+        "test.feature": "pre_bn",
+    },
+}
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _describe(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) is list:
+        return f"a list of {get_args(tp)[0].__name__}"
+    name = getattr(tp, "__name__", str(tp))
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Convert a YAML/command-line value to the declared type or raise ConfigError."""
+    origin = get_origin(tp)
+    bad = ConfigError(f"{key}: got {value!r}, expected {_describe(tp)}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise bad
+        return value
+    if origin in (Union, types.UnionType):
+        raise TypeError(f"unsupported config type for {key}")
+    if origin is list:
+        (item_tp,) = get_args(tp)
+        if isinstance(value, str):
+            value = [v for v in value.strip("[]()").replace(",", " ").split() if v]
+        if not isinstance(value, list | tuple):
+            raise bad
+        return [_coerce(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise bad
+    if tp is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    raise TypeError(f"unsupported config type {tp} for {key}")
+
+
+def _set(cfg: Config, dotted: str, value: Any) -> None:
+    node: Any = cfg
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(node):
+            raise ConfigError(f"{dotted}: '{'.'.join(parts[:i])}' is a value, not a section")
+        ftypes = _field_types(type(node))
+        if part not in ftypes:
+            where = ".".join(parts[:i]) or "top level"
+            allowed = ", ".join(sorted(ftypes))
+            raise ConfigError(f"unknown key '{dotted}' ({where} allows: {allowed})")
+        if i == len(parts) - 1:
+            tp = ftypes[part]
+            if dataclasses.is_dataclass(tp):
+                raise ConfigError(f"{dotted}: is a section; set its keys, e.g. {dotted}.<key>=...")
+            setattr(node, part, _coerce(dotted, value, tp))
+        else:
+            node = getattr(node, part)
+
+
+def parse_overrides(overrides: typing.Iterable[str]) -> dict[str, Any]:
+    """Turn ``["model.split=conv3", "train.lr=1e-4"]`` into a flat dict of YAML-parsed values."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"override '{item}' has an empty key")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        out[key] = raw if value is None else value
+    return out
+
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A file path, or the name of a bundled config (``fvrid_syn``, ``fvrid_real``, ...)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    bundled = CONFIG_DIR / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+    if bundled.is_file():
+        return bundled
+    names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+    raise ConfigError(f"config file not found: {path} (bundled configs: {names})")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    path = resolve_config_path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return _flatten(data)
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> Config:
+    """Build a validated Config from defaults, a preset, an optional YAML file and overrides."""
+    file_values = _read_yaml(Path(path)) if path else {}
+    cli_values = parse_overrides(overrides)
+    preset = cli_values.get("preset", file_values.get("preset", "paper"))
+    if preset not in PRESETS:
+        raise ConfigError(f"preset: got {preset!r}, expected one of {', '.join(PRESETS)}")
+    cfg = Config()
+    for values in (PRESET_VALUES[preset], file_values, cli_values):
+        for key, value in values.items():
+            _set(cfg, key, value)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that types alone cannot express."""
+    for name in ("size_train", "size_test"):
+        size = getattr(cfg.data, name)
+        if len(size) != 2 or min(size) <= 0:
+            raise ConfigError(f"data.{name}: got {size}, expected [height, width] > 0")
+    if cfg.model.last_stride not in (1, 2):
+        raise ConfigError(f"model.last_stride: got {cfg.model.last_stride}, expected 1 or 2")
+    if cfg.model.neck == "dcn_attention" and cfg.model.backbone in ("resnet18", "resnet34"):
+        raise ConfigError("model.neck=dcn_attention needs a 2048-channel backbone (resnet50*)")
+    if cfg.model.firm.res_blocks < 1:
+        raise ConfigError("model.firm.res_blocks: expected an integer >= 1")
+    if cfg.train.real_every < 1:
+        raise ConfigError("train.real_every: expected an integer >= 1")
+    if cfg.data.num_ids < 2 or cfg.data.num_instances < 2:
+        raise ConfigError("data.num_ids and data.num_instances: expected >= 2 (triplet mining)")

@@ -1,0 +1,106 @@
+"""FIRM: fog-free image reconstruction module (paper §FIRM, spec §2.2).
+
+CFSM features -> [ResBlocks + conv/deconv] stages back to full resolution (with the stem
+output f1 joined at 1/4 resolution) -> 7x7 conv -> J_fake; [foggy image, J_fake] -> pyramid
+enhancement block (EPDN-style, pools 4/8/16/32) -> J_enh.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ResBlock(nn.Module):
+    """pix2pixHD residual block: (reflect-pad, conv3x3, IN, ReLU, reflect-pad, conv3x3, IN) + x."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(ch, ch, 3),
+            nn.InstanceNorm2d(ch),
+            nn.ReLU(True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(ch, ch, 3),
+            nn.InstanceNorm2d(ch),
+        )
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def _stage(ch_in: int, ch_out: int, res_blocks: int, upsample: bool) -> nn.Sequential:
+    """``res_blocks`` ResBlocks, then a 3x3 conv (or a x2 transposed conv), IN and ReLU."""
+    change = (
+        nn.ConvTranspose2d(ch_in, ch_out, 3, 2, 1, output_padding=1)
+        if upsample
+        else nn.Conv2d(ch_in, ch_out, 3, 1, 1)
+    )
+    blocks = [ResBlock(ch_in) for _ in range(res_blocks)]
+    return nn.Sequential(*blocks, change, nn.InstanceNorm2d(ch_out), nn.ReLU(True))
+
+
+class PyramidEnhance(nn.Module):
+    """Pyramid enhancement: two 3x3 convs, avg-pools 32/16/8/4 -> 1x1 conv -> nearest upsample."""
+
+    scales = (32, 16, 8, 4)
+
+    def __init__(self, in_ch: int = 6, width: int = 20):
+        super().__init__()
+        self.refine1 = nn.Conv2d(in_ch, width, 3, 1, 1)
+        self.refine2 = nn.Conv2d(width, width, 3, 1, 1)
+        self.reduce = nn.ModuleList(nn.Conv2d(width, 1, 1) for _ in self.scales)
+        self.refine3 = nn.Conv2d(width + len(self.scales), 3, 3, 1, 1)
+
+    def forward(self, x):
+        d = F.leaky_relu(self.refine1(x), 0.2)
+        d = F.leaky_relu(self.refine2(d), 0.2)
+        size = d.shape[-2:]
+        pyr = [
+            F.interpolate(F.leaky_relu(conv(F.avg_pool2d(d, s)), 0.2), size=size, mode="nearest")
+            for s, conv in zip(self.scales, self.reduce, strict=True)
+        ]
+        return torch.tanh(self.refine3(torch.cat([*pyr, d], dim=1)))
+
+
+class FIRM(nn.Module):
+    """Restores J_fake and J_enh at input resolution from CFSM features F_C (stride ``stride``)."""
+
+    def __init__(
+        self, in_ch: int, stride: int, stem_ch: int = 64, res_blocks: int = 1, output: str = "unit"
+    ):
+        super().__init__()
+        if stride < 4 or 2 ** int(math.log2(stride)) != stride:
+            raise ValueError(f"FIRM needs a power-of-two feature stride >= 4, got {stride}")
+        self.output = output
+        self.stride = stride
+        self.head = _stage(in_ch, 64, res_blocks, upsample=False)
+        # extra x2 stages for deeper CFSM splits (Table 5), until the features are at 1/4
+        extra = int(math.log2(stride // 4))
+        self.extra = nn.Sequential(*(_stage(64, 64, res_blocks, True) for _ in range(extra)))
+        self.up1 = _stage(64 + stem_ch, 64, res_blocks, upsample=True)  # 1/4 -> 1/2
+        self.up2 = _stage(64, 32, res_blocks, upsample=True)  # 1/2 -> 1/1
+        self.dehaze = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(32, 3, 7))
+        self.enhance = PyramidEnhance(6, 20)
+        self._init_weights()
+
+    def _init_weights(self):
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+                nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+                nn.init.zeros_(m.bias)
+
+    def _to_range(self, t: torch.Tensor) -> torch.Tensor:
+        return (t + 1) / 2 if self.output == "unit" else t
+
+    def forward(self, foggy: torch.Tensor, f_c: torch.Tensor, f1: torch.Tensor):
+        """Return (J_fake, J_enh); ``foggy`` in [0,1], sides multiples of 32 (checked by caller)."""
+        y = self.extra(self.head(f_c))
+        y = self.up2(self.up1(torch.cat([y, f1], dim=1)))
+        j_fake = self._to_range(torch.tanh(self.dehaze(y)))
+        j_enh = self._to_range(self.enhance(torch.cat([foggy, j_fake], dim=1)))
+        return j_fake, j_enh

@@ -1,0 +1,192 @@
+"""The SJDL network: CFSM (shared front), ReIDM (rest + neck), two ID heads, FIRM (paper Fig. 2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .dcn import ChannelAttention, DCNBlock
+from .firm import FIRM
+from .resnet import LoadReport, ResNet, load_pretrained
+
+SPLIT_DEPTH = {"conv2": 1, "conv3": 2, "conv4": 3, "conv5": 4}  # layers in CFSM
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class SJDLOutput:
+    """One forward pass. ``restored`` = (J_fake, J_enh), or None when FIRM did not run."""
+
+    global_feat: torch.Tensor  # GAP output, before the BNNeck (N, D)
+    bn_feat: torch.Tensor  # after the BNNeck (N, D)
+    logits: dict[str, torch.Tensor] = field(default_factory=dict)  # one entry per ID head
+    restored: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+class CFSM(nn.Module):
+    """Collective feature sharing module: stem + layer1 (Conv_2) or deeper (Table 5)."""
+
+    def __init__(self, resnet: ResNet, depth: int):
+        super().__init__()
+        self.conv1, self.bn1, self.relu, self.maxpool = (
+            resnet.conv1,
+            resnet.bn1,
+            resnet.relu,
+            resnet.maxpool,
+        )
+        self.layer_names = [f"layer{i}" for i in range(1, depth + 1)]
+        for name in self.layer_names:
+            setattr(self, name, getattr(resnet, name))
+        self.out_channels = resnet.out_channels[depth]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (F_C, f1): the shared features and the stem output at 1/4 resolution."""
+        f1 = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        y = f1
+        for name in self.layer_names:
+            y = getattr(self, name)(y)
+        return y, f1
+
+
+class ReIDM(nn.Module):
+    """Re-identification module: the remaining ResNet layers, GAP and BNNeck (frozen bias)."""
+
+    def __init__(self, resnet: ResNet, depth: int, neck: str = "bnneck"):
+        super().__init__()
+        self.layer_names = [f"layer{i}" for i in range(depth + 1, 5)]
+        for name in self.layer_names:
+            setattr(self, name, getattr(resnet, name))
+        channels = resnet.out_channels[4]
+        self.dcn = self.attention = None
+        if neck == "dcn_attention":  # released code's extra neck (spec §1.2)
+            self.dcn = DCNBlock(channels, 512)
+            channels += 512
+            self.attention = ChannelAttention(channels, 16)
+        self.feat_dim = channels
+        self.bnneck = nn.BatchNorm1d(channels)
+        self.bnneck.bias.requires_grad_(False)
+
+    def forward(self, f_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = f_c
+        for name in self.layer_names:
+            y = getattr(self, name)(y)
+        if self.dcn is not None:
+            y = self.attention(torch.cat([y, self.dcn(y)], dim=1))
+        global_feat = F.adaptive_avg_pool2d(y, 1).flatten(1)
+        return global_feat, self.bnneck(global_feat)
+
+
+class _BackboneView(nn.Module):
+    """Shares the backbone layers of a model under torchvision's key names (no copies)."""
+
+    def __init__(self, cfsm: CFSM, reidm: ReIDM):
+        super().__init__()
+        self.conv1, self.bn1 = cfsm.conv1, cfsm.bn1
+        for owner in (cfsm, reidm):
+            for name in owner.layer_names:
+                setattr(self, name, getattr(owner, name))
+
+
+class SJDL(nn.Module):
+    """Joint defogging + ReID network. Train: features, logits, restored images. Eval: features."""
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        last_stride: int = 1,
+        split: str = "conv2",
+        neck: str = "bnneck",
+        num_syn_ids: int = 1,
+        num_real_ids: int = 0,
+        with_firm: bool = True,
+        firm_res_blocks: int = 1,
+        firm_output: str = "unit",
+        normalize: str = "imagenet",
+        retrieval_feature: str = "post_bn",
+    ):
+        super().__init__()
+        if split not in SPLIT_DEPTH:
+            raise ValueError(f"unknown split '{split}', expected one of {', '.join(SPLIT_DEPTH)}")
+        resnet = ResNet(backbone, last_stride)
+        depth = SPLIT_DEPTH[split]
+        self.cfsm = CFSM(resnet, depth)
+        self.reidm = ReIDM(resnet, depth, neck)
+        self.feat_dim = self.reidm.feat_dim
+        self.retrieval_feature = retrieval_feature
+        self.heads = nn.ModuleDict()
+        for name, n in (("syn", num_syn_ids), ("real", num_real_ids)):
+            if n > 0:
+                head = nn.Linear(self.feat_dim, n, bias=False)
+                nn.init.normal_(head.weight, std=0.001)
+                self.heads[name] = head
+        self.firm = None
+        if with_firm:
+            stride = 4 * 2 ** (depth - 1) if depth < 4 else 16 * last_stride
+            self.firm = FIRM(self.cfsm.out_channels, stride, 64, firm_res_blocks, firm_output)
+        mean, std = (
+            (IMAGENET_MEAN, IMAGENET_STD) if normalize == "imagenet" else ((0,) * 3, (1,) * 3)
+        )
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    # -- backbone weights -------------------------------------------------------------------
+    def backbone(self) -> nn.Module:
+        """The ResNet layers under torchvision key names (shared, not copied)."""
+        return _BackboneView(self.cfsm, self.reidm)
+
+    def load_pretrained(self, path: str) -> LoadReport:
+        """Load local ImageNet weights (torchvision or IBN-Net format) into CFSM and ReIDM."""
+        return load_pretrained(self.backbone(), path)
+
+    # -- forward ----------------------------------------------------------------------------
+    def _check_firm_size(self, images: torch.Tensor) -> None:
+        h, w = images.shape[-2:]
+        if h % 32 or w % 32:
+            raise ValueError(
+                f"FIRM needs image sides that are multiples of 32, got {h}x{w} "
+                f"(e.g. resize to {max(32, round(h / 32) * 32)}x{max(32, round(w / 32) * 32)})"
+            )
+
+    def forward(self, images: torch.Tensor, restore: bool = True) -> SJDLOutput:
+        """images: (N, 3, H, W) in [0, 1]. In eval mode only CFSM + ReIDM run."""
+        f_c, f1 = self.cfsm((images - self.pixel_mean) / self.pixel_std)
+        global_feat, bn_feat = self.reidm(f_c)
+        if not self.training:
+            return SJDLOutput(global_feat, bn_feat)
+        logits = {name: head(bn_feat) for name, head in self.heads.items()}
+        restored = None
+        if restore and self.firm is not None:
+            self._check_firm_size(images)
+            restored = self.firm(images, f_c, f1)
+        return SJDLOutput(global_feat, bn_feat, logits, restored)
+
+    @torch.no_grad()
+    def extract_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, D) retrieval embeddings (pre- or post-BNNeck per config); FIRM is not run."""
+        was_training = self.training
+        self.eval()
+        try:
+            out = self(images)
+        finally:
+            self.train(was_training)
+        return out.bn_feat if self.retrieval_feature == "post_bn" else out.global_feat
+
+    @torch.no_grad()
+    def restore(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(J_fake, J_enh) for foggy images in [0,1]; runs CFSM + FIRM only."""
+        if self.firm is None:
+            raise RuntimeError("this model has no FIRM (method=baseline); it cannot restore images")
+        self._check_firm_size(images)
+        f_c, f1 = self.cfsm((images - self.pixel_mean) / self.pixel_std)
+        return self.firm(images, f_c, f1)
+
+
+def count_parameters(module: nn.Module | None, trainable_only: bool = False) -> int:
+    """Number of parameters of ``module`` (0 for None)."""
+    if module is None:
+        return 0
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
