@@ -151,3 +151,31 @@ def test_deformable_conv_integer_offset_shifts_sampling():
     off[:, 1::2] = 0.5  # half a pixel: bilinear blend of the two
     blend = F.conv2d((x + shifted) / 2, dcn.weight, padding=1)
     assert torch.allclose(dcn(x, off)[..., 1:-1], blend[..., 1:-1], atol=1e-5)
+
+
+def _resblock(c):  # two 3x3 convs with bias
+    return 2 * (9 * c * c + c)
+
+
+@pytest.mark.parametrize(
+    ("split", "channels", "extra_stages"),
+    [("conv2", 256, 0), ("conv3", 512, 1), ("conv4", 1024, 2), ("conv5", 2048, 2)],
+)
+def test_firm_parameter_count_per_split(split, channels, extra_stages):
+    from sjdl.config import load_config
+
+    model = build_model(load_config(overrides=[f"model.split={split}"]), 10)
+    conv2_head = _resblock(256) + 9 * 256 * 64 + 64
+    head = _resblock(channels) + 9 * channels * 64 + 64
+    extra = extra_stages * (_resblock(64) + 9 * 64 * 64 + 64)  # ResBlock + deconv 64->64
+    expected = RELEASED_FIRM_PARAMS - RELEASED_UNUSED_IN_PARAMS - conv2_head + head + extra
+    assert count_parameters(model.firm) == expected
+    # CFSM + ReIDM always hold exactly the backbone (+ the BNNeck), whatever the split
+    assert count_parameters(model.cfsm) + count_parameters(model.reidm) == 23_508_032 + 2 * 2048
+
+
+@pytest.mark.parametrize("method", ["baseline", "jdl", "sjdl_wo_sc", "sjdl"])
+def test_parameter_count_per_method(small_cfg, method):
+    model = build_model(small_cfg(f"method={method}"), 10, 5)
+    firm = 0 if method == "baseline" else count_parameters(build_model(small_cfg(), 1).firm)
+    assert count_parameters(model) == 11_176_512 + 2 * 512 + 512 * 15 + firm
