@@ -17,3 +17,53 @@ def small_cfg():
         return load_config(overrides=["model.backbone=resnet18", *overrides])
 
     return make
+
+
+def write_image(path, size=(24, 16), value=None, seed=0):
+    """A small RGB JPEG/PNG at ``path`` (random or constant colour)."""
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    h, w = size
+    arr = (
+        np.full((h, w, 3), value, np.uint8)
+        if value is not None
+        else rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    )
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def make_fvrid(
+    root, train_ids=(3, 7, 9), per_id=4, test_ids=(100, 101), real_ids=(20, 21), real_labelled=True
+):
+    """A tiny FVRID tree: syn train/query/gallery foggy+clear, real train/query/gallery."""
+    syn, real = root / "FVRID_syn", root / "FVRID_real"
+    n = 0
+    for pid in train_ids:
+        for k in range(per_id):
+            name = f"{pid:05d}_c{k % 2 + 1:03d}_{k:06d}_0.jpg"
+            for kind in ("foggy", "clear"):
+                write_image(syn / f"train_{kind}" / name, seed=n)
+            n += 1
+    for pid in test_ids:
+        for split, cam in (("query", 1), ("gallery", 2), ("gallery", 3)):
+            name = f"{pid:05d}_c{cam:03d}_000000_0.jpg"
+            for kind in ("foggy", "clear"):
+                write_image(syn / f"{split}_{kind}" / name, seed=n)
+            n += 1
+            if real_ids:
+                write_image(real / f"{split}_foggy" / name, seed=n)
+    for pid in real_ids:
+        for k in range(per_id):
+            name = f"{pid:05d}_c001_{k:06d}_0.jpg" if real_labelled else f"frame{pid}_{k}.jpg"
+            write_image(real / "train_foggy" / name, seed=n)
+            n += 1
+    return root
+
+
+@pytest.fixture
+def fvrid(tmp_path):
+    return make_fvrid(tmp_path / "data")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import info
+from . import fog, info
 
 app = typer.Typer(
     name="sjdl",
@@ -14,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 info.register(app)
+fog.register(app)
 
 
 def main() -> None:

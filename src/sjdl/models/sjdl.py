@@ -151,8 +151,14 @@ class SJDL(nn.Module):
                 f"(e.g. resize to {max(32, round(h / 32) * 32)}x{max(32, round(w / 32) * 32)})"
             )
 
-    def forward(self, images: torch.Tensor, restore: bool = True) -> SJDLOutput:
-        """images: (N, 3, H, W) in [0, 1]. In eval mode only CFSM + ReIDM run."""
+    def forward(
+        self, images: torch.Tensor, restore: bool = True, firm_input: torch.Tensor | None = None
+    ) -> SJDLOutput:
+        """images: (N, 3, H, W) in [0, 1]. In eval mode only CFSM + ReIDM run.
+
+        ``firm_input`` is the foggy image FIRM enhances when it differs from the ReID input
+        (e.g. random erasing applied to the ReID input only); default ``images``.
+        """
         f_c, f1 = self.cfsm((images - self.pixel_mean) / self.pixel_std)
         global_feat, bn_feat = self.reidm(f_c)
         if not self.training:
@@ -161,7 +167,7 @@ class SJDL(nn.Module):
         restored = None
         if restore and self.firm is not None:
             self._check_firm_size(images)
-            restored = self.firm(images, f_c, f1)
+            restored = self.firm(images if firm_input is None else firm_input, f_c, f1)
         return SJDLOutput(global_feat, bn_feat, logits, restored)
 
     @torch.no_grad()

@@ -1,0 +1,151 @@
+"""Torch datasets over image records, bad-image handling, and DataLoader builders."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .fog import FOG_PRESETS, random_fog
+from .io import ImageReadError, read_image
+from .records import ImageRecord
+from .sampler import PKSampler
+from .transforms import PairedTransform
+
+
+class ReIDDataset(Dataset):
+    """Items: dict(img = ReID input, foggy, clear (or absent), pid, camid, index).
+
+    An unreadable image gives ``{"bad": path, "error": message}`` (``strict=False``) that
+    ``collate`` drops and counts, or raises ``ImageReadError`` (``strict=True``). With
+    ``fog_on_the_fly`` the foggy image is synthesised from the clear one on every load.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        transform: PairedTransform,
+        with_clear: bool = True,
+        strict: bool = False,
+        fog_on_the_fly: bool = False,
+        fog_preset: str = "paper",
+    ):
+        self.records = list(records)
+        self.transform = transform
+        self.with_clear = with_clear
+        self.strict = strict
+        self.fog_on_the_fly = fog_on_the_fly
+        self.fog_ranges = FOG_PRESETS[fog_preset]
+        self.max_side = max(transform.size)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _load(self, rec: ImageRecord):
+        use_clear = self.with_clear and rec.clear is not None
+        clear = read_image(rec.clear, self.max_side) if use_clear or self.fog_on_the_fly else None
+        if self.fog_on_the_fly and clear is not None:
+            foggy = random_fog(clear[None], None, *self.fog_ranges)[0]
+        else:
+            foggy = read_image(rec.path, self.max_side)
+        if clear is not None and clear.shape != foggy.shape:
+            raise ImageReadError(
+                f"{rec.path}: size {tuple(foggy.shape[-2:])} differs from its "
+                f"clear partner {rec.clear} {tuple(clear.shape[-2:])}"
+            )
+        return foggy, clear
+
+    def __getitem__(self, index: int) -> dict:
+        rec = self.records[index]
+        try:
+            foggy, clear = self._load(rec)
+        except ImageReadError as e:
+            if self.strict:
+                raise
+            return {"bad": str(rec.path), "error": str(e)}
+        reid, foggy, clear = self.transform(foggy, clear)
+        item = {"img": reid, "foggy": foggy, "pid": rec.pid, "camid": rec.camid, "index": index}
+        if clear is not None:
+            item["clear"] = clear
+        return item
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack good items; list bad ones under ``skipped`` as (path, error)."""
+    good = [it for it in items if "bad" not in it]
+    batch: dict = {"skipped": [(it["bad"], it["error"]) for it in items if "bad" in it]}
+    if not good:
+        return batch
+    for key in ("img", "foggy"):
+        batch[key] = torch.stack([it[key] for it in good])
+    if all("clear" in it for it in good):
+        batch["clear"] = torch.stack([it["clear"] for it in good])
+    for key in ("pid", "camid", "index"):
+        batch[key] = torch.tensor([it[key] for it in good], dtype=torch.long)
+    return batch
+
+
+class BadImageLog:
+    """Counts images skipped because they could not be read; one warning per file."""
+
+    def __init__(self):
+        self.skipped: dict[str, str] = {}
+
+    def update(self, batch: dict) -> None:
+        for path, error in batch.get("skipped", []):
+            if path not in self.skipped:
+                warnings.warn(f"skipped unreadable image: {error}", stacklevel=2)
+            self.skipped[path] = error
+
+    def summary(self) -> str | None:
+        if not self.skipped:
+            return None
+        return f"{len(self.skipped)} unreadable image(s) skipped, e.g. {next(iter(self.skipped))}"
+
+
+def _loader_kwargs(workers: int, device: torch.device | str | None) -> dict:
+    cuda = torch.device(device).type == "cuda" if device is not None else False
+    return {
+        "num_workers": workers,
+        "pin_memory": cuda,
+        "persistent_workers": workers > 0,
+        "collate_fn": collate,
+    }
+
+
+def train_loader(
+    records,
+    data_cfg,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    device=None,
+    with_clear: bool = True,
+    fog_preset: str = "paper",
+) -> DataLoader:
+    """P x K batches of augmented training images (paired with clear targets when present)."""
+    tf = PairedTransform(
+        tuple(data_cfg.size_train), data_cfg.hflip, data_cfg.pad, data_cfg.random_erasing
+    )
+    ds = ReIDDataset(records, tf, with_clear, data_cfg.strict, data_cfg.fog_on_the_fly, fog_preset)
+    sampler = PKSampler(
+        [r.pid for r in records], data_cfg.num_ids, data_cfg.num_instances, seed, rank, world_size
+    )
+    gen = torch.Generator().manual_seed(seed * 1000 + rank)
+    return DataLoader(
+        ds, batch_sampler=sampler, generator=gen, **_loader_kwargs(data_cfg.workers, device)
+    )
+
+
+def eval_loader(
+    records, data_cfg, batch_size: int = 64, device=None, with_clear: bool = False
+) -> DataLoader:
+    """Images in record order, resized to ``data.size_test``, no augmentation."""
+    ds = ReIDDataset(
+        records, PairedTransform(tuple(data_cfg.size_test)), with_clear, data_cfg.strict
+    )
+    return DataLoader(
+        ds, batch_size=batch_size, shuffle=False, **_loader_kwargs(data_cfg.workers, device)
+    )
