@@ -17,5 +17,7 @@ def header(title: str) -> str:
     except (OSError, StopIteration):
         pass
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"# {title}\n# {datetime.date.today()} | {cpu} | {os.cpu_count()} cores | {dev} | "
-            f"torch {torch.__version__} | threads {torch.get_num_threads()}")
+    return (
+        f"# {title}\n# {datetime.date.today()} | {cpu} | {os.cpu_count()} cores | {dev} | "
+        f"torch {torch.__version__} | threads {torch.get_num_threads()}"
+    )

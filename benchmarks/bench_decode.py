@@ -30,8 +30,11 @@ def rate(fn, files, repeat=3):
 def main():
     print(header("decode throughput (images/s, one process, best of 3)"))
     demo = sorted((demo_root() / "FVRID_syn" / "train_foggy").glob("*.jpg"))[:500]
-    big = sorted((Path(__file__).resolve().parents[2] / "shared/data/dawn-fog/images").glob("*.jpg"))
-    sets = [("demo crops (<=128 px)", demo)] + ([("DAWN frames (~1280 px)", big[:60])] if big else [])
+    dawn = Path(__file__).resolve().parents[2] / "shared/data/dawn-fog/images"
+    big = sorted(dawn.glob("*.jpg"))[:60]
+    sets = [("demo crops (<=128 px)", demo)]
+    if big:
+        sets.append(("DAWN frames (~1280 px)", big))
     for name, files in sets:
         rows = {
             "pillow": rate(lambda f: np.asarray(Image.open(f).convert("RGB")), files),
