@@ -320,3 +320,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.real_every: expected an integer >= 1")
     if cfg.data.num_ids < 2 or cfg.data.num_instances < 2:
         raise ConfigError("data.num_ids and data.num_instances: expected >= 2 (triplet mining)")
+
+
+def resolve_device(name: str = "auto"):
+    """``auto`` -> CUDA when available, else CPU; anything else is passed to torch.device."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

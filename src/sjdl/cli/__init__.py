@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import fog, info
+from . import evaluate, fog, info
 
 app = typer.Typer(
     name="sjdl",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 info.register(app)
 fog.register(app)
+evaluate.register(app)
 
 
 def main() -> None:

@@ -2,8 +2,10 @@
 
 Protocol (Market-1501 / VeRi style): for each query, gallery entries with the same pid **and**
 the same camera are removed; a query with no remaining true match is skipped and counted.
-The gallery is ranked by ascending distance; ties keep gallery order (a stable sort), so the
-result is deterministic. AP is over the whole filtered ranking; CMC is truncated at
+The gallery is ranked by ascending distance; ties keep gallery order (as a stable sort would),
+so the result is deterministic. Rows are never fully sorted: a query's metrics depend only on
+the ranks of its same-id gallery entries, which are counted (see ``_stats_by_counting``).
+AP is over the whole filtered ranking; CMC is truncated at
 ``max_rank`` (padded with its last value when the filtered gallery is shorter); mINP is the
 mean of R / (rank of the hardest positive), R = number of positives (Ye et al. 2021).
 """
@@ -43,25 +45,85 @@ def _as_numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def _chunk_stats(dist, q_pids, g_pids, q_cams, g_cams, max_rank):
-    """Per-query (first-hit rank, AP, INP, valid) for one chunk of queries."""
+def _stats_by_sort(dist, q_pids, g_pids, q_cams, g_cams):
+    """Per-query (first-hit rank, AP, INP, valid) via a full stable sort (exact reference)."""
     order = np.argsort(dist, axis=1, kind="stable")
     gp, gc = g_pids[order], g_cams[order]
     same_pid = gp == q_pids[:, None]
     keep = ~(same_pid & (gc == q_cams[:, None]))
     hits = same_pid & keep
     num_pos = hits.sum(1)
-    valid = num_pos > 0
-    frank = np.cumsum(keep, axis=1) - 1  # rank of each kept entry in the filtered list
-    cum_hits = np.cumsum(hits, axis=1)
-    precision = np.where(hits, cum_hits / np.maximum(frank + 1, 1), 0.0)
-    ap = precision.sum(1) / np.maximum(num_pos, 1)
-    big = np.iinfo(np.int64).max
-    first = np.where(hits, frank, big).min(1)
+    frank = np.cumsum(keep, axis=1, dtype=np.int32) - 1  # rank in the filtered list
+    cum_hits = np.cumsum(hits, axis=1, dtype=np.int32)
+    ap = np.where(hits, cum_hits / np.maximum(frank + 1, 1), 0.0).sum(1) / np.maximum(num_pos, 1)
+    first = np.where(hits, frank, np.iinfo(np.int32).max).min(1)
     last = np.where(hits, frank, -1).max(1)
-    inp = num_pos / (last + 1).clip(min=1)
-    cmc = (first[:, None] <= np.arange(max_rank)[None, :]) & valid[:, None]
-    return cmc.sum(0), ap[valid].sum(), inp[valid].sum(), int(valid.sum())
+    return first, ap, num_pos / (last + 1).clip(min=1), num_pos > 0
+
+
+def _match_pairs(q_pids, g_pids, g_sorted):
+    """Flat (query row, gallery index) pairs with equal pid, grouped by query."""
+    sorted_pids = g_pids[g_sorted]
+    lo = np.searchsorted(sorted_pids, q_pids, "left")
+    hi = np.searchsorted(sorted_pids, q_pids, "right")
+    counts = hi - lo
+    rows = np.repeat(np.arange(len(q_pids)), counts)
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    return rows, g_sorted[np.arange(len(rows)) + starts], counts
+
+
+def _stats_by_counting(dist, q_pids, g_pids, q_cams, g_cams, g_sorted):
+    """Same result without sorting rows: only the ranks of the same-id entries are needed.
+
+    Each same-id gallery entry's rank is the number of entries closer than it, counted with
+    one batched binary search of the whole row into that query's sorted same-id distances.
+    Rows with equal distances among the counted entries go to ``_stats_by_sort`` (ties).
+    """
+    nq = len(q_pids)
+    rows, cols, counts = _match_pairs(q_pids, g_pids, g_sorted)
+    first = np.zeros(nq, np.int64)
+    ap, inp, valid = np.zeros(nq), np.zeros(nq), np.zeros(nq, bool)
+    width = int(counts.max()) if len(counts) else 0
+    if width == 0:
+        return first, ap, inp, valid
+    dtype = np.float32 if dist.dtype == np.float32 else np.float64
+    d = dist[rows, cols].astype(dtype)
+    removed = g_cams[cols] == q_cams[rows]
+    # sort each query's matches by distance and lay them out as a padded (nq, width) table
+    order = np.lexsort((d, rows))
+    rows, d, removed = rows[order], d[order], removed[order]
+    slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    table = np.full((nq, width), np.inf, dtype=dtype)
+    table[rows, slot] = d
+    is_removed = np.zeros((nq, width), bool)
+    is_removed[rows, slot] = removed
+    present = np.zeros((nq, width), bool)
+    present[rows, slot] = True
+    # column 0 = -inf, so every entry x has a nearest threshold <= x
+    t = torch.from_numpy(np.concatenate([np.full((nq, 1), -np.inf, dtype), table], 1))
+    full = torch.from_numpy(np.ascontiguousarray(dist, dtype=dtype))
+    idx = torch.searchsorted(t, full, right=True)  # 1 + #{thresholds <= x} for every x
+    counts_below = torch.zeros(nq, width + 2, dtype=torch.int32)
+    counts_below.scatter_add_(1, idx, torch.ones_like(idx, dtype=torch.int32))
+    less = counts_below.cumsum(1)[:, 1 : width + 1].numpy()  # #{x < t_m}
+    # ties: an entry equal to a threshold other than itself, or two equal thresholds
+    n_equal = (full == t.gather(1, idx.sub_(1))).sum(1).numpy()
+    dup = ((table[:, 1:] == table[:, :-1]) & present[:, 1:]).any(1)
+    ties = (n_equal > present.sum(1)) | dup
+    removed_before = np.cumsum(is_removed, 1) - is_removed
+    rank = less - removed_before  # 0-based rank in the filtered list
+    hits = present & ~is_removed
+    num_pos = hits.sum(1)
+    k = np.cumsum(hits, 1)
+    ap = np.where(hits, k / np.maximum(rank + 1, 1), 0.0).sum(1) / np.maximum(num_pos, 1)
+    first = np.where(hits, rank, np.iinfo(np.int64).max).min(1)
+    inp = num_pos / (np.where(hits, rank, -1).max(1) + 1).clip(min=1)
+    valid = num_pos > 0
+    if ties.any():
+        idx = np.nonzero(ties)[0]
+        f, a, i, v = _stats_by_sort(dist[idx], q_pids[idx], g_pids, q_cams[idx], g_cams)
+        first[idx], ap[idx], inp[idx], valid[idx] = f, a, i, v
+    return first, ap, inp, valid
 
 
 def evaluate_ranking(
@@ -82,17 +144,20 @@ def evaluate_ranking(
             f"gallery pids and {len(q_cams)} / {len(g_cams)} camids"
         )
     if chunk_size is None:
-        chunk_size = max(1, (64 << 20) // (8 * max(ng, 1)))
+        chunk_size = max(1, (128 << 20) // (24 * max(ng, 1)))
+    g_sorted = np.argsort(g_pids, kind="stable")
     cmc_sum = np.zeros(max_rank)
     ap_sum = inp_sum = 0.0
     valid = 0
     for s in range(0, nq, chunk_size):
         e = min(nq, s + chunk_size)
-        c, a, i, v = _chunk_stats(dist[s:e], q_pids[s:e], g_pids, q_cams[s:e], g_cams, max_rank)
-        cmc_sum += c
-        ap_sum += a
-        inp_sum += i
-        valid += v
+        first, ap, inp, ok = _stats_by_counting(
+            dist[s:e], q_pids[s:e], g_pids, q_cams[s:e], g_cams, g_sorted
+        )
+        cmc_sum += (first[ok, None] <= np.arange(max_rank)[None, :]).sum(0)
+        ap_sum += ap[ok].sum()
+        inp_sum += inp[ok].sum()
+        valid += int(ok.sum())
     if valid == 0:
         return RankingResult(np.zeros(max_rank), 0.0, 0.0, 0, nq)
     return RankingResult(cmc_sum / valid, ap_sum / valid, inp_sum / valid, valid, nq - valid)
