@@ -96,6 +96,11 @@ class TrainConfig:
     max_bad_steps: int = 10
     select_on_test: bool = False
     val_ids: int = 0  # train ids held out for model selection (0 = no validation split)
+    eval_every: int = 1  # validate every N epochs (when there is a validation split)
+    max_steps_per_epoch: int = 0  # 0 = the sampler's full epoch; >0 caps it (quick runs)
+    log_every: int = 20  # iterations between log lines / TensorBoard points
+    sync_bn: bool = False  # SyncBatchNorm under DistributedDataParallel
+    tensorboard: bool = True  # write TensorBoard logs when the package is installed
 
 
 @dataclass
@@ -316,6 +321,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("model.neck=dcn_attention needs a 2048-channel backbone (resnet50*)")
     if cfg.model.firm.res_blocks < 1:
         raise ConfigError("model.firm.res_blocks: expected an integer >= 1")
+    if cfg.train.eval_every < 1 or cfg.train.log_every < 1:
+        raise ConfigError("train.eval_every and train.log_every: expected integers >= 1")
     if cfg.train.real_every < 1:
         raise ConfigError("train.real_every: expected an integer >= 1")
     if cfg.data.num_ids < 2 or cfg.data.num_instances < 2:

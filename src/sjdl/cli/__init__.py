@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import evaluate, fog, info
+from . import demo, evaluate, fog, info, train
 
 app = typer.Typer(
     name="sjdl",
@@ -16,6 +16,8 @@ app = typer.Typer(
 info.register(app)
 fog.register(app)
 evaluate.register(app)
+train.register(app)
+demo.register(app)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from .fog import FOG_PRESETS, random_fog
 from .io import ImageReadError, read_image
 from .records import ImageRecord
-from .sampler import PKSampler
+from .sampler import PKSampler, RandomBatchSampler
 from .transforms import PairedTransform
 
 
@@ -130,9 +130,15 @@ def train_loader(
         tuple(data_cfg.size_train), data_cfg.hflip, data_cfg.pad, data_cfg.random_erasing
     )
     ds = ReIDDataset(records, tf, with_clear, data_cfg.strict, data_cfg.fog_on_the_fly, fog_preset)
-    sampler = PKSampler(
-        [r.pid for r in records], data_cfg.num_ids, data_cfg.num_instances, seed, rank, world_size
-    )
+    if all(r.pid < 0 for r in records):  # unlabelled: random batches of the same size
+        sampler = RandomBatchSampler(
+            len(records), data_cfg.num_ids * data_cfg.num_instances, seed, rank, world_size
+        )
+    else:
+        sampler = PKSampler(
+            [r.pid for r in records], data_cfg.num_ids, data_cfg.num_instances, seed, rank,
+            world_size,
+        )
     gen = torch.Generator().manual_seed(seed * 1000 + rank)
     return DataLoader(
         ds, batch_sampler=sampler, generator=gen, **_loader_kwargs(data_cfg.workers, device)

@@ -148,3 +148,26 @@ def summary_table(splits: dict[str, Iterable[ImageRecord]], title: str = "datase
     out += [f"  {n:<{width}} | {i:5d} | {m:8d} | {c:9d}" for n, i, m, c in rows]
     out.append(line)
     return "\n".join(out)
+
+
+def split_validation(train: list[ImageRecord], n_ids: int):
+    """Hold out the last ``n_ids`` train identities (sorted) for model selection.
+
+    Returns (train relabelled 0..N-1, val query, val gallery): for each held-out id its first
+    image (by name) is the query and the rest are the gallery. Ids with one image are kept
+    for training instead (they cannot be queried).
+    """
+    by_pid: dict[int, list[ImageRecord]] = {}
+    for r in train:
+        by_pid.setdefault(r.pid, []).append(r)
+    usable = [p for p in sorted(by_pid) if len(by_pid[p]) > 1]
+    held = set(usable[len(usable) - n_ids :]) if n_ids > 0 else set()
+    if n_ids > 0 and len(by_pid) - len(held) < 2:
+        raise DatasetError(f"train.val_ids={n_ids} leaves fewer than 2 training identities")
+    query, gallery = [], []
+    for pid in sorted(held):
+        recs = sorted(by_pid[pid], key=lambda r: r.path.name)
+        query.append(recs[0])
+        gallery += recs[1:]
+    rest, _ = relabel([r for r in train if r.pid not in held])
+    return rest, query, gallery

@@ -47,10 +47,13 @@ class PKSampler(Sampler[list[int]]):
         self.p, self.k, self.seed = p, k, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.skip = 0
         self._cache: tuple[int, list[list[int]]] | None = None
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select the epoch; ``skip`` drops its first batches (resuming mid-epoch)."""
         self.epoch = epoch
+        self.skip = skip
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "seed": self.seed}
@@ -84,7 +87,34 @@ class PKSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._all_batches()
         per_rank = len(batches) // self.world_size
+        mine = batches[self.rank : per_rank * self.world_size : self.world_size]
+        return iter(mine[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, len(self._all_batches()) // self.world_size - self.skip)
+
+
+class RandomBatchSampler(Sampler[list[int]]):
+    """Shuffled fixed-size batches (last partial batch dropped), seeded per epoch; for
+    unlabelled real images, which have no identities to sample by. DDP-aware like PKSampler."""
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0,
+                 world_size: int = 1):
+        if n < batch_size:
+            raise ValueError(f"need at least {batch_size} images for one batch, got {n}")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        perm = np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist()
+        batches = [perm[i : i + self.batch_size] for i in range(0, self.n - self.batch_size + 1,
+                                                                  self.batch_size)]
+        per_rank = len(batches) // self.world_size
         return iter(batches[self.rank : per_rank * self.world_size : self.world_size])
 
     def __len__(self) -> int:
-        return len(self._all_batches()) // self.world_size
+        return (self.n // self.batch_size) // self.world_size

@@ -152,18 +152,24 @@ class SJDL(nn.Module):
             )
 
     def forward(
-        self, images: torch.Tensor, restore: bool = True, firm_input: torch.Tensor | None = None
+        self,
+        images: torch.Tensor,
+        restore: bool = True,
+        firm_input: torch.Tensor | None = None,
+        heads: tuple[str, ...] | None = None,
     ) -> SJDLOutput:
         """images: (N, 3, H, W) in [0, 1]. In eval mode only CFSM + ReIDM run.
 
         ``firm_input`` is the foggy image FIRM enhances when it differs from the ReID input
         (e.g. random erasing applied to the ReID input only); default ``images``.
+        ``heads`` limits which ID heads run (default all), so none sits idle under DDP.
         """
         f_c, f1 = self.cfsm((images - self.pixel_mean) / self.pixel_std)
         global_feat, bn_feat = self.reidm(f_c)
         if not self.training:
             return SJDLOutput(global_feat, bn_feat)
-        logits = {name: head(bn_feat) for name, head in self.heads.items()}
+        logits = {name: head(bn_feat) for name, head in self.heads.items()
+                  if heads is None or name in heads}
         restored = None
         if restore and self.firm is not None:
             self._check_firm_size(images)

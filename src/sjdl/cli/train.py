@@ -1,0 +1,68 @@
+"""``sjdl train``: the paper's recipe (or any config) with progress, logs and resumable runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from .common import config_from_cli, console, fail
+
+
+class EpochProgress:
+    """A rich progress bar per epoch showing the loss and images/s."""
+
+    def __init__(self):
+        self.bar = Progress("[progress.description]{task.description}", BarColumn(),
+                            MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+                            TextColumn("{task.fields[rate]:.1f} img/s"), TimeRemainingColumn(),
+                            console=console, transient=False)
+
+    def start(self, description: str, total: int):
+        self.bar.start()
+        return self.bar.add_task(description, total=total, loss=float("nan"), rate=0.0)
+
+    def update(self, task, completed: int, loss: float, rate: float) -> None:
+        self.bar.update(task, completed=completed, loss=loss, rate=rate)
+
+    def finish(self, task) -> None:
+        self.bar.stop()
+
+
+def train_command(
+    config: str | None = typer.Option(None, "--config", "-c", help="YAML or bundled name."),
+    overrides: list[str] | None = typer.Argument(None, help="Dotted overrides key=value."),
+    resume: Path | None = typer.Option(None, help="Continue the run in this folder."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Run folder "
+                                       "(default: train.output_dir)."),
+):
+    """Train SJDL (or baseline / jdl / sjdl_wo_sc) on FVRID or your own data."""
+    from ..data import DatasetError
+    from ..engine import NonFiniteLossError, train
+    from ..models.io import CheckpointError
+
+    if resume is not None:
+        if not (resume / "config.yaml").is_file():
+            fail(f"{resume}: no config.yaml, not a run folder to resume")
+        cfg = config_from_cli(str(resume / "config.yaml"), overrides)
+        run_dir = resume
+    else:
+        cfg = config_from_cli(config, overrides)
+        run_dir = output or Path(cfg.train.output_dir)
+    if cfg.data.dataset in ("fvrid", "veri", "folder") and not cfg.data.root:
+        fail("data.root is not set: pass data.root=/path/to/data (see README.md, "
+             "section 'Data layout')")
+    try:
+        summary = train(cfg, run_dir, resume is not None, log=console.print,
+                        progress=EpochProgress())
+    except (DatasetError, CheckpointError, FileNotFoundError, NonFiniteLossError) as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    console.print(f"done: {summary['epochs']} epochs in {run_dir} "
+                  f"(checkpoints in {run_dir / 'checkpoints'})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)

@@ -1,0 +1,76 @@
+"""Everything a run needs, built from the config: data, loaders, model, optimiser, schedule."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data import eval_loader, read_dataset, train_loader
+from ..data.records import split_validation
+from ..losses import LossComposer
+from ..models import build_model
+from .distributed import DistInfo
+from .optim import build_optimizer, build_scheduler
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class RunParts:
+    data: object
+    model: torch.nn.Module
+    composer: LossComposer
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    syn_loader: object
+    real_loader: object | None
+    val_loaders: tuple | None
+    num_syn_ids: int
+    num_real_ids: int
+
+
+def build_run(cfg, device: torch.device, dist: DistInfo, log=print) -> RunParts:
+    composer = LossComposer(cfg.loss, cfg.method, cfg.model.firm.output)
+    data = read_dataset(cfg.data, with_real=composer.uses_real)
+    data.train, val_q, val_g = split_validation(data.train, cfg.train.val_ids)
+    if cfg.train.select_on_test:
+        log("train.select_on_test=true: the best checkpoint is chosen on the TEST query/gallery "
+            "(as the released code does); reported test numbers are then optimistic")
+        val_q, val_g = data.query, data.gallery
+    if dist.is_main:
+        log(data.summary())
+        if val_q:
+            log(f"validation: {len(val_q)} queries / {len(val_g)} gallery images from "
+                f"{cfg.train.val_ids if not cfg.train.select_on_test else 'test'} held-out ids")
+    num_syn, num_real = data.num_train_ids, data.num_real_ids
+    seed_everything(cfg.train.seed)  # same initial weights on every rank
+    model = build_model(cfg, num_syn, num_real)
+    report = getattr(model, "pretrained_report", None)
+    if report is not None and dist.is_main:
+        log(report.summary())
+    model = model.to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg.train)
+    scheduler = build_scheduler(optimizer, cfg.train)
+    needs_clear = cfg.method != "baseline" or cfg.data.fog_on_the_fly
+    seed = cfg.train.seed
+    syn = train_loader(data.train, cfg.data, seed, dist.rank, dist.world_size, device, needs_clear)
+    real = None
+    if composer.uses_real:
+        real = train_loader(data.real_train, cfg.data, seed + 1, dist.rank, dist.world_size,
+                            device, with_clear=False)
+    val = None
+    if val_q:
+        bs = cfg.test.batch_size
+        val = (eval_loader(val_q, cfg.data, bs, device, with_clear=True),
+               eval_loader(val_g, cfg.data, bs, device, with_clear=True))
+    return RunParts(data, model, composer, optimizer, scheduler, syn, real, val, num_syn,
+                    num_real)
