@@ -66,21 +66,32 @@ def main():
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
-    print(header(f"training throughput: {args.backbone}, {args.size}x{args.size}, "
-                 f"batch {args.p}x{args.k}, {device}"))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
+    print(
+        header(
+            f"training throughput: {args.backbone}, {args.size}x{args.size}, "
+            f"batch {args.p}x{args.k}, {device}"
+        )
+    )
     print(f"{'variant':34s} {'syn img/s':>10s} {'all img/s':>10s}  ratio")
     base = None
     variants = [(m, None, False) for m in ("baseline", "jdl", "sjdl_wo_sc", "sjdl")]
     low = torch.float16 if device.type == "cuda" else torch.bfloat16
     variants += [("sjdl", low, False), ("sjdl", None, True)]
     for method, ac, cl in variants:
-        syn, total = run(method, args.backbone, args.size, args.steps, args.p, args.k, device,
-                         ac, cl)
+        syn, total = run(
+            method, args.backbone, args.size, args.steps, args.p, args.k, device, ac, cl
+        )
         base = base or syn
-        name = method + (f" + autocast {str(ac).split('.')[-1]}" if ac else "") + \
-            (" + channels_last" if cl else "")
+        name = (
+            method
+            + (f" + autocast {str(ac).split('.')[-1]}" if ac else "")
+            + (" + channels_last" if cl else "")
+        )
         print(f"{name:34s} {syn:10.1f} {total:10.1f}  x{syn / base:.2f}")
 
 

@@ -14,10 +14,16 @@ class EpochProgress:
     """A rich progress bar per epoch showing the loss and images/s."""
 
     def __init__(self):
-        self.bar = Progress("[progress.description]{task.description}", BarColumn(),
-                            MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
-                            TextColumn("{task.fields[rate]:.1f} img/s"), TimeRemainingColumn(),
-                            console=console, transient=False)
+        self.bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[rate]:.1f} img/s"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
 
     def start(self, description: str, total: int):
         self.bar.start()
@@ -34,8 +40,9 @@ def train_command(
     config: str | None = typer.Option(None, "--config", "-c", help="YAML or bundled name."),
     overrides: list[str] | None = typer.Argument(None, help="Dotted overrides key=value."),
     resume: Path | None = typer.Option(None, help="Continue the run in this folder."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Run folder "
-                                       "(default: train.output_dir)."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Run folder (default: train.output_dir)."
+    ),
 ):
     """Train SJDL (or baseline / jdl / sjdl_wo_sc) on FVRID or your own data."""
     from ..data import DatasetError
@@ -51,17 +58,21 @@ def train_command(
         cfg = config_from_cli(config, overrides)
         run_dir = output or Path(cfg.train.output_dir)
     if cfg.data.dataset in ("fvrid", "veri", "folder") and not cfg.data.root:
-        fail("data.root is not set: pass data.root=/path/to/data (see README.md, "
-             "section 'Data layout')")
+        fail(
+            "data.root is not set: pass data.root=/path/to/data (see README.md, "
+            "section 'Data layout')"
+        )
     try:
-        summary = train(cfg, run_dir, resume is not None, log=console.print,
-                        progress=EpochProgress())
+        summary = train(
+            cfg, run_dir, resume is not None, log=console.print, progress=EpochProgress()
+        )
     except (DatasetError, CheckpointError, FileNotFoundError, NonFiniteLossError) as e:
         fail(str(e))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    console.print(f"done: {summary['epochs']} epochs in {run_dir} "
-                  f"(checkpoints in {run_dir / 'checkpoints'})")
+    console.print(
+        f"done: {summary['epochs']} epochs in {run_dir} (checkpoints in {run_dir / 'checkpoints'})"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -136,7 +136,11 @@ def train_loader(
         )
     else:
         sampler = PKSampler(
-            [r.pid for r in records], data_cfg.num_ids, data_cfg.num_instances, seed, rank,
+            [r.pid for r in records],
+            data_cfg.num_ids,
+            data_cfg.num_instances,
+            seed,
+            rank,
             world_size,
         )
     gen = torch.Generator().manual_seed(seed * 1000 + rank)

@@ -98,8 +98,7 @@ class RandomBatchSampler(Sampler[list[int]]):
     """Shuffled fixed-size batches (last partial batch dropped), seeded per epoch; for
     unlabelled real images, which have no identities to sample by. DDP-aware like PKSampler."""
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0,
-                 world_size: int = 1):
+    def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
         if n < batch_size:
             raise ValueError(f"need at least {batch_size} images for one batch, got {n}")
         self.n, self.batch_size, self.seed = n, batch_size, seed
@@ -111,8 +110,10 @@ class RandomBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         perm = np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist()
-        batches = [perm[i : i + self.batch_size] for i in range(0, self.n - self.batch_size + 1,
-                                                                  self.batch_size)]
+        batches = [
+            perm[i : i + self.batch_size]
+            for i in range(0, self.n - self.batch_size + 1, self.batch_size)
+        ]
         per_rank = len(batches) // self.world_size
         return iter(batches[self.rank : per_rank * self.world_size : self.world_size])
 

@@ -3,5 +3,11 @@
 from .optim import build_optimizer, build_scheduler, lr_factor
 from .trainer import NonFiniteLossError, Trainer, train
 
-__all__ = ["NonFiniteLossError", "Trainer", "build_optimizer", "build_scheduler", "lr_factor",
-           "train"]
+__all__ = [
+    "NonFiniteLossError",
+    "Trainer",
+    "build_optimizer",
+    "build_scheduler",
+    "lr_factor",
+    "train",
+]

@@ -5,11 +5,20 @@ from __future__ import annotations
 import torch
 
 
-def lr_factor(epoch: int, warmup_epochs: int = 10, warmup_factor: float = 0.01,
-              steps=(20, 30, 45, 60, 75, 90, 105), gamma: float = 0.6) -> float:
+def lr_factor(
+    epoch: int,
+    warmup_epochs: int = 10,
+    warmup_factor: float = 0.01,
+    steps=(20, 30, 45, 60, 75, 90, 105),
+    gamma: float = 0.6,
+) -> float:
     """LR multiplier for 1-based ``epoch``: linear warm-up w(e) = f + (1 - f) e / W for e < W,
     then x gamma for every milestone <= e (epoch 1 -> 1.09e-5 with base 1e-4)."""
-    warm = warmup_factor + (1 - warmup_factor) * epoch / warmup_epochs if epoch < warmup_epochs else 1.0
+    warm = (
+        warmup_factor + (1 - warmup_factor) * epoch / warmup_epochs
+        if epoch < warmup_epochs
+        else 1.0
+    )
     return warm * gamma ** sum(1 for m in steps if m <= epoch)
 
 
@@ -24,4 +33,5 @@ def build_scheduler(optimizer, train_cfg) -> torch.optim.lr_scheduler.LambdaLR:
     of epoch e + 1. The LR during epoch 1 is set at construction."""
     t = train_cfg
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: lr_factor(i + 1, t.warmup_epochs, t.warmup_factor, t.steps, t.gamma))
+        optimizer, lambda i: lr_factor(i + 1, t.warmup_epochs, t.warmup_factor, t.steps, t.gamma)
+    )

@@ -18,7 +18,7 @@ from .optim import build_optimizer, build_scheduler
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (libraries may use the global RNG)
     torch.manual_seed(seed)
 
 
@@ -41,14 +41,18 @@ def build_run(cfg, device: torch.device, dist: DistInfo, log=print) -> RunParts:
     data = read_dataset(cfg.data, with_real=composer.uses_real)
     data.train, val_q, val_g = split_validation(data.train, cfg.train.val_ids)
     if cfg.train.select_on_test:
-        log("train.select_on_test=true: the best checkpoint is chosen on the TEST query/gallery "
-            "(as the released code does); reported test numbers are then optimistic")
+        log(
+            "train.select_on_test=true: the best checkpoint is chosen on the TEST query/gallery "
+            "(as the released code does); reported test numbers are then optimistic"
+        )
         val_q, val_g = data.query, data.gallery
     if dist.is_main:
         log(data.summary())
         if val_q:
-            log(f"validation: {len(val_q)} queries / {len(val_g)} gallery images from "
-                f"{cfg.train.val_ids if not cfg.train.select_on_test else 'test'} held-out ids")
+            log(
+                f"validation: {len(val_q)} queries / {len(val_g)} gallery images from "
+                f"{cfg.train.val_ids if not cfg.train.select_on_test else 'test'} held-out ids"
+            )
     num_syn, num_real = data.num_train_ids, data.num_real_ids
     seed_everything(cfg.train.seed)  # same initial weights on every rank
     model = build_model(cfg, num_syn, num_real)
@@ -65,12 +69,20 @@ def build_run(cfg, device: torch.device, dist: DistInfo, log=print) -> RunParts:
     syn = train_loader(data.train, cfg.data, seed, dist.rank, dist.world_size, device, needs_clear)
     real = None
     if composer.uses_real:
-        real = train_loader(data.real_train, cfg.data, seed + 1, dist.rank, dist.world_size,
-                            device, with_clear=False)
+        real = train_loader(
+            data.real_train,
+            cfg.data,
+            seed + 1,
+            dist.rank,
+            dist.world_size,
+            device,
+            with_clear=False,
+        )
     val = None
     if val_q:
         bs = cfg.test.batch_size
-        val = (eval_loader(val_q, cfg.data, bs, device, with_clear=True),
-               eval_loader(val_g, cfg.data, bs, device, with_clear=True))
-    return RunParts(data, model, composer, optimizer, scheduler, syn, real, val, num_syn,
-                    num_real)
+        val = (
+            eval_loader(val_q, cfg.data, bs, device, with_clear=True),
+            eval_loader(val_g, cfg.data, bs, device, with_clear=True),
+        )
+    return RunParts(data, model, composer, optimizer, scheduler, syn, real, val, num_syn, num_real)

@@ -48,8 +48,9 @@ class JointForward(nn.Module):
 class Trainer:
     """Builds a run from a config, trains it, and keeps it resumable."""
 
-    def __init__(self, cfg: Config, run_dir: str | Path, resume: bool = False, log=print,
-                 progress=None):
+    def __init__(
+        self, cfg: Config, run_dir: str | Path, resume: bool = False, log=print, progress=None
+    ):
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.dist: DistInfo = init_distributed(resolve_device(cfg.train.device))
         self.device = device_for(self.dist, resolve_device(cfg.train.device))
@@ -62,13 +63,16 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda_amp)
         joint = JointForward(self.model, p.num_real_ids > 0)
         if self.dist.enabled:
-            if cfg.train.sync_bn:
+            if cfg.train.sync_bn and self.device.type != "cuda":
+                self._log("train.sync_bn ignored: SyncBatchNorm needs CUDA devices")
+            elif cfg.train.sync_bn:
                 joint = nn.SyncBatchNorm.convert_sync_batchnorm(joint)
                 self.model = joint.model
             ids = [self.device.index] if self.device.type == "cuda" else None
             unused = p.composer.uses_real and (cfg.train.real_every > 1 or p.num_real_ids == 0)
-            joint = nn.parallel.DistributedDataParallel(joint, device_ids=ids,
-                                                        find_unused_parameters=unused)
+            joint = nn.parallel.DistributedDataParallel(
+                joint, device_ids=ids, find_unused_parameters=unused
+            )
         self.joint = joint
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best_map, self.bad_steps = -1.0, 0
@@ -92,18 +96,31 @@ class Trainer:
         if not self.dist.is_main:
             return
         p = self.parts
-        save_weights(self.model, self.ckpt_dir / f"{name}.safetensors", self.cfg, p.num_syn_ids,
-                     p.num_real_ids, {"epoch": str(self.epoch)})
+        save_weights(
+            self.model,
+            self.ckpt_dir / f"{name}.safetensors",
+            self.cfg,
+            p.num_syn_ids,
+            p.num_real_ids,
+            {"epoch": str(self.epoch)},
+        )
         if name == "best":
             return
-        save_state(self.ckpt_dir / "last_state.pt", {
-            "epoch": self.epoch, "step_in_epoch": self.step_in_epoch if interrupted else 0,
-            "global_step": self.global_step, "best_map": self.best_map,
-            "optimizer": p.optimizer.state_dict(), "scheduler": p.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(), "rng": rng_state(),
-            "syn_loader_gen": p.syn_loader.generator.get_state(),
-            "real_loader_gen": p.real_loader.generator.get_state() if p.real_loader else None,
-        })
+        save_state(
+            self.ckpt_dir / "last_state.pt",
+            {
+                "epoch": self.epoch,
+                "step_in_epoch": self.step_in_epoch if interrupted else 0,
+                "global_step": self.global_step,
+                "best_map": self.best_map,
+                "optimizer": p.optimizer.state_dict(),
+                "scheduler": p.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": rng_state(),
+                "syn_loader_gen": p.syn_loader.generator.get_state(),
+                "real_loader_gen": p.real_loader.generator.get_state() if p.real_loader else None,
+            },
+        )
 
     def _resume(self) -> None:
         from ..models.io import read_checkpoint
@@ -120,7 +137,9 @@ class Trainer:
             self.parts.real_loader.generator.set_state(st["real_loader_gen"])
         self.epoch, self.step_in_epoch = st["epoch"], st["step_in_epoch"]
         self.global_step, self.best_map = st["global_step"], st["best_map"]
-        where = f" step {self.step_in_epoch} of epoch {self.epoch + 1}" if self.step_in_epoch else ""
+        where = (
+            f" step {self.step_in_epoch} of epoch {self.epoch + 1}" if self.step_in_epoch else ""
+        )
         self._log(f"resumed from {self.ckpt_dir} after epoch {self.epoch}{where}")
 
     # -- the loop --------------------------------------------------------------------------
@@ -140,8 +159,10 @@ class Trainer:
                 barrier(self.dist)
         except KeyboardInterrupt:
             self._save("last", interrupted=True)
-            self._log(f"interrupted: resumable checkpoint written to {self.ckpt_dir}; continue "
-                      f"with: sjdl train --resume {self.run_dir}")
+            self._log(
+                f"interrupted: resumable checkpoint written to {self.ckpt_dir}; continue "
+                f"with: sjdl train --resume {self.run_dir}"
+            )
             raise
         finally:
             summary = self.bad_images.summary()
@@ -169,7 +190,9 @@ class Trainer:
             n_steps = min(n_steps, cfg.max_steps_per_epoch)
         real_iter = self._real_batches(epoch) if p.real_loader is not None else None
         lr = p.optimizer.param_groups[0]["lr"]
-        task = self.progress.start(f"epoch {epoch}/{cfg.epochs}", n_steps) if self.progress else None
+        task = (
+            self.progress.start(f"epoch {epoch}/{cfg.epochs}", n_steps) if self.progress else None
+        )
         t0, images, sums = time.perf_counter(), 0, {}
         for batch in p.syn_loader:
             if self.step_in_epoch >= n_steps:
@@ -184,23 +207,31 @@ class Trainer:
             terms = self._step(batch, real)
             self.step_in_epoch += 1
             self.global_step += 1
-            images += len(batch["img"]) + (len(real["img"]) if real is not None and "img" in real
-                                           else 0)
+            images += len(batch["img"]) + (
+                len(real["img"]) if real is not None and "img" in real else 0
+            )
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v
             rate = images / max(time.perf_counter() - t0, 1e-9)
             if self.progress:
                 self.progress.update(task, self.step_in_epoch, terms.get("loss", math.nan), rate)
             if self.global_step % cfg.log_every == 0:
-                self.logger.scalars(self.global_step, {**terms, "lr": lr, "images_per_s": rate,
-                                                       "epoch": epoch})
+                self.logger.scalars(
+                    self.global_step, {**terms, "lr": lr, "images_per_s": rate, "epoch": epoch}
+                )
         n = max(self.step_in_epoch, 1)
         means = {k: v / n for k, v in sums.items()}
         rate = images / max(time.perf_counter() - t0, 1e-9)
-        self.logger.scalars(self.global_step, {**means, "lr": lr, "images_per_s": rate,
-                                               "epoch": epoch}, kind="epoch")
-        self._log(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in means.items())
-                  + f", lr {lr:.3g}, {rate:.1f} images/s")
+        self.logger.scalars(
+            self.global_step,
+            {**means, "lr": lr, "images_per_s": rate, "epoch": epoch},
+            kind="epoch",
+        )
+        self._log(
+            f"epoch {epoch}: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in means.items())
+            + f", lr {lr:.3g}, {rate:.1f} images/s"
+        )
         if self.progress:
             self.progress.finish(task)
 
@@ -216,8 +247,10 @@ class Trainer:
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda_amp):
             out_syn, out_real = self.joint(*args)
             clear = batch["clear"].to(dev) if "clear" in batch else None
-            terms = {f"syn/{k}": v for k, v in
-                     p.composer.supervised(out_syn, batch["pid"].to(dev), clear).items()}
+            terms = {
+                f"syn/{k}": v
+                for k, v in p.composer.supervised(out_syn, batch["pid"].to(dev), clear).items()
+            }
             loss = terms["syn/total"]
             if has_real:
                 pids = real["pid"].to(dev) if p.num_real_ids > 0 else None
@@ -228,12 +261,15 @@ class Trainer:
         p.optimizer.zero_grad(set_to_none=True)
         if not finite:
             self.bad_steps += 1
-            self._log(f"step {self.global_step + 1}: non-finite loss, step skipped "
-                      f"({self.bad_steps} in a row)")
+            self._log(
+                f"step {self.global_step + 1}: non-finite loss, step skipped "
+                f"({self.bad_steps} in a row)"
+            )
             if self.bad_steps >= self.cfg.train.max_bad_steps:
                 raise NonFiniteLossError(
                     f"{self.bad_steps} consecutive steps had a non-finite loss; lower train.lr or "
-                    "turn off train.amp (train.max_bad_steps sets the limit)")
+                    "turn off train.amp (train.max_bad_steps sets the limit)"
+                )
             return {"loss": math.nan}
         self.bad_steps = 0
         self.scaler.scale(loss).backward()
@@ -248,17 +284,20 @@ class Trainer:
         ql, gl = self.parts.val_loaders
         result = evaluate(self.model, ql, gl, self.device, self.cfg.test)
         metrics = result.metrics()
-        self.logger.scalars(self.global_step, {k: v for k, v in metrics.items()
-                                               if isinstance(v, float)}, kind="val")
+        self.logger.scalars(
+            self.global_step, {k: v for k, v in metrics.items() if isinstance(v, float)}, kind="val"
+        )
         if result.samples:
             s = result.samples[:4]
-            grid = torch.stack([t for x in s for t in (x.foggy, x.restored, x.clear)
-                                if t is not None])
+            grid = torch.stack(
+                [t for x in s for t in (x.foggy, x.restored, x.clear) if t is not None]
+            )
             self.logger.images(self.global_step, "val/foggy_restored_clear", grid)
-        self._log(f"validation after epoch {self.epoch}: mAP {100 * metrics['mAP']:.2f}, "
-                  f"R1 {100 * metrics['R1']:.2f}"
-                  + (f", PSNR {metrics['restored_PSNR']:.2f}" if "restored_PSNR" in metrics
-                     else ""))
+        self._log(
+            f"validation after epoch {self.epoch}: mAP {100 * metrics['mAP']:.2f}, "
+            f"R1 {100 * metrics['R1']:.2f}"
+            + (f", PSNR {metrics['restored_PSNR']:.2f}" if "restored_PSNR" in metrics else "")
+        )
         self.model.train()
         return metrics
 

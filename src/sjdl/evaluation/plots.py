@@ -9,8 +9,13 @@ from PIL import Image, ImageDraw
 COLORS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189)]
 
 
-def line_plot(series: dict[str, list[tuple[float, float]]], path: str | Path, title: str = "",
-              xlabel: str = "", size=(480, 300)) -> Path:
+def line_plot(
+    series: dict[str, list[tuple[float, float]]],
+    path: str | Path,
+    title: str = "",
+    xlabel: str = "",
+    size=(480, 300),
+) -> Path:
     """One PNG with a line per series (name -> [(x, y), ...]); axes scaled to the data."""
     w, h = size
     left, right, top, bottom = 56, 12, 24, 36
@@ -24,8 +29,10 @@ def line_plot(series: dict[str, list[tuple[float, float]]], path: str | Path, ti
         y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
 
         def px(x, y):
-            return (left + (x - x0) / (x1 - x0) * (w - left - right),
-                    h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom))
+            return (
+                left + (x - x0) / (x1 - x0) * (w - left - right),
+                h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom),
+            )
 
         d.rectangle([left, top, w - right, h - bottom], outline=(150, 150, 150))
         for frac in (0.0, 0.5, 1.0):

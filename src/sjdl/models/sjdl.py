@@ -168,8 +168,11 @@ class SJDL(nn.Module):
         global_feat, bn_feat = self.reidm(f_c)
         if not self.training:
             return SJDLOutput(global_feat, bn_feat)
-        logits = {name: head(bn_feat) for name, head in self.heads.items()
-                  if heads is None or name in heads}
+        logits = {
+            name: head(bn_feat)
+            for name, head in self.heads.items()
+            if heads is None or name in heads
+        }
         restored = None
         if restore and self.firm is not None:
             self._check_firm_size(images)

@@ -1,0 +1,64 @@
+"""ONNX export of the inference network (CFSM + ReIDM -> embedding) and of the restoration
+network (CFSM + FIRM -> J_enh), with a dynamic batch axis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class EmbeddingNet(nn.Module):
+    """Images (N, 3, H, W) in [0, 1] -> retrieval embeddings (N, D); FIRM is not part of it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.post_bn = model.retrieval_feature == "post_bn"
+
+    def forward(self, images):
+        out = self.model(images)
+        return out.bn_feat if self.post_bn else out.global_feat
+
+
+class RestorationNet(nn.Module):
+    """Foggy images (N, 3, H, W) in [0, 1], sides multiples of 32 -> J_enh (N, 3, H, W)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images):
+        m = self.model
+        f_c, f1 = m.cfsm((images - m.pixel_mean) / m.pixel_std)
+        return m.firm(images, f_c, f1)[1]
+
+
+def export_onnx(
+    model, path: str | Path, size=(384, 384), restoration: bool = False, opset: int = 18
+) -> Path:
+    """Write ``path`` (.onnx). The batch axis is dynamic; height and width are fixed to
+    ``size`` (the model's input size). The model is put in eval mode first."""
+    model = model.eval().cpu()
+    if restoration and model.firm is None:
+        raise ValueError("this model has no FIRM (method=baseline): nothing to export")
+    net = RestorationNet(model) if restoration else EmbeddingNet(model)
+    example = torch.rand(2, 3, *size)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    torch.onnx.export(
+        net,
+        (example,),
+        str(tmp),
+        input_names=["images"],
+        output_names=["restored" if restoration else "embeddings"],
+        dynamic_shapes={"images": {0: batch}},
+        opset_version=opset,
+        dynamo=True,
+        external_data=False,
+    )
+    tmp.replace(path)
+    return path
