@@ -60,6 +60,8 @@ class Trainer:
         self.parts = p = build_run(cfg, self.device, self.dist, self._log)
         self.model = p.model
         self.cuda_amp = cfg.train.amp and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick kernels
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda_amp)
         joint = JointForward(self.model, p.num_real_ids > 0)
         if self.dist.enabled:
