@@ -67,3 +67,20 @@ def make_fvrid(
 @pytest.fixture
 def fvrid(tmp_path):
     return make_fvrid(tmp_path / "data")
+
+
+def tiny_train_config(root, *extra):
+    """A config that trains in seconds on ``make_fvrid`` data (ResNet-18, 32x32, P x K 2x2)."""
+    return load_config(
+        overrides=[
+            f"data.root={root}",
+            "model.backbone=resnet18",
+            "data.size_train=[32,32]",
+            "data.size_test=[32,32]",
+            "data.num_ids=2",
+            "data.num_instances=2",
+            "data.workers=0",
+            "train.tensorboard=false",
+            *extra,
+        ]
+    )

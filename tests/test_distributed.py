@@ -30,21 +30,9 @@ def _worker(rank, world, port, root, out):
     from sjdl.engine import Trainer
     from sjdl.engine.distributed import cleanup
 
-    cfg = load_config(
-        overrides=[
-            f"data.root={root}",
-            "model.backbone=resnet18",
-            "data.size_train=[32,32]",
-            "data.size_test=[32,32]",
-            "data.num_ids=2",
-            "data.num_instances=2",
-            "data.workers=0",
-            "train.epochs=1",
-            "train.tensorboard=false",
-            "train.sync_bn=true",
-            "train.real_every=2",
-        ]
-    )
+    from .conftest import tiny_train_config
+
+    cfg = tiny_train_config(root, "train.epochs=1", "train.sync_bn=true", "train.real_every=2")
     trainer = Trainer(cfg, f"{out}/run", log=lambda *a: None)
     trainer.fit()
     # parameters must agree; BN running statistics are per rank between DDP's broadcasts

@@ -8,6 +8,8 @@ from sjdl.config import load_config
 from sjdl.engine import NonFiniteLossError, Trainer, build_optimizer, build_scheduler, lr_factor
 from sjdl.engine import train as train_run
 
+from .conftest import tiny_train_config
+
 # spec §4: learning rate during each (1-based) epoch of the released schedule
 LR_TABLE = {
     1: 1.09e-5,
@@ -46,23 +48,14 @@ def test_lr_per_epoch_equals_the_spec_table():
 
 
 def _cfg(root, *extra):
-    return load_config(
-        overrides=[
-            f"data.root={root}",
-            "model.backbone=resnet18",
-            "data.size_train=[32,32]",
-            "data.size_test=[32,32]",
-            "data.num_ids=2",
-            "data.num_instances=2",
-            "data.workers=0",
-            "train.epochs=2",
-            "train.log_every=1",
-            "train.val_ids=1",
-            "train.warmup_epochs=1",
-            "train.tensorboard=false",
-            "data.pad=2",
-            *extra,
-        ]
+    return tiny_train_config(
+        root,
+        "train.epochs=2",
+        "train.log_every=1",
+        "train.val_ids=1",
+        "train.warmup_epochs=1",
+        "data.pad=2",
+        *extra,
     )
 
 
@@ -176,3 +169,18 @@ def test_run_logger_writes_text_jsonl_and_tensorboard(tmp_path):
     silent = RunLogger(tmp_path / "other", enabled=False)
     silent.line("x")
     assert not (tmp_path / "other").exists()
+
+
+def test_unreadable_training_images_are_counted_per_epoch(fvrid, tmp_path):
+    victim = sorted((fvrid / "FVRID_syn" / "train_foggy").iterdir())[0]
+    victim.write_bytes(b"not a jpeg")
+    with pytest.warns(UserWarning, match="skipped unreadable image"):
+        train_run(_cfg(fvrid, "train.val_ids=0"), tmp_path / "run", log=lambda *a: None)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "epoch 1: 1 unreadable image(s) skipped, e.g." in log and victim.name in log
+    with pytest.raises(Exception, match="cannot read image"):
+        train_run(
+            _cfg(fvrid, "train.val_ids=0", "data.strict=true"),
+            tmp_path / "strict",
+            log=lambda *a: None,
+        )

@@ -199,27 +199,16 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
         raise bad
-    if tp is int:
+    if tp in (int, float):
         if isinstance(value, bool):
             raise bad
-        if isinstance(value, int):
-            return value
         if isinstance(value, str):
             try:
-                return int(value)
+                value = float(value) if tp is float else int(value)
             except ValueError:
                 raise bad from None
-        raise bad
-    if tp is float:
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
+        if tp is int and isinstance(value, int) or tp is float and isinstance(value, int | float):
+            return tp(value)
         raise bad
     if tp is str:
         if isinstance(value, str):
@@ -283,20 +272,28 @@ def resolve_config_path(path: str | Path) -> Path:
     raise ConfigError(f"config file not found: {path} (bundled configs: {names})")
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    path = resolve_config_path(path)
+def _parse_yaml(text: str, source: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        raise ConfigError(f"{source}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level")
     return _flatten(data)
 
 
-def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> Config:
-    """Build a validated Config from defaults, a preset, an optional YAML file and overrides."""
-    file_values = _read_yaml(Path(path)) if path else {}
+def load_config(
+    path: str | Path | None = None, overrides: typing.Iterable[str] = (), text: str | None = None
+) -> Config:
+    """Build a validated Config from defaults, a preset, an optional YAML file (or YAML
+    ``text``, e.g. the config stored in a checkpoint) and overrides."""
+    if text is not None:
+        file_values = _parse_yaml(text, "config text")
+    elif path:
+        resolved = resolve_config_path(path)
+        file_values = _parse_yaml(resolved.read_text(), str(resolved))
+    else:
+        file_values = {}
     cli_values = parse_overrides(overrides)
     preset = cli_values.get("preset", file_values.get("preset", "paper"))
     if preset not in PRESETS:

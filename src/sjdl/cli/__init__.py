@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import demo, evaluate, fog, info, train
+from . import demo, deploy, evaluate, fog, info, train
 
 app = typer.Typer(
     name="sjdl",
@@ -18,6 +18,7 @@ fog.register(app)
 evaluate.register(app)
 train.register(app)
 demo.register(app)
+deploy.register(app)
 
 
 def main() -> None:

@@ -26,20 +26,19 @@ def progress_bar() -> Progress:
 
 def load_for_eval(checkpoint, config, overrides, device_name=None):
     """(model, cfg, data): the model from the checkpoint (or fresh), data from the config."""
-    import tempfile
-
-    from ..config import resolve_device
+    from ..config import ConfigError, load_config, resolve_device
     from ..data import read_dataset
     from ..models import build_model
     from ..models.io import load_model, read_checkpoint
 
-    if checkpoint is not None:
+    if checkpoint is not None and config is None:  # the run's own config, with overrides
         _, meta = read_checkpoint(checkpoint)
-        if config is None:
-            with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-                f.write(meta["config"])
-            config = f.name
-    cfg = config_from_cli(config, overrides)
+        try:
+            cfg = load_config(overrides=overrides or [], text=meta["config"])
+        except ConfigError as e:
+            fail(str(e))
+    else:
+        cfg = config_from_cli(config, overrides)
     device = resolve_device(device_name or cfg.train.device)
     data = read_dataset(cfg.data, with_real=False)
     if checkpoint is not None:

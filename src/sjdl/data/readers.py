@@ -95,24 +95,25 @@ def read_fvrid(
     return ReIDData(name, train, query, gallery, real_train, real_labelled and with_real)
 
 
+def _labelled_splits(root: Path, folders: tuple[str, str, str], name: str) -> ReIDData:
+    """Train / query / gallery folders of ``PID_cCAM_*`` images under ``root``."""
+    root = _need_dir(Path(root), "dataset root")
+    train, query, gallery = (
+        read_labelled_folder(_need_dir(root / f, f"{split} images"))
+        for f, split in zip(folders, ("train", "query", "gallery"), strict=True)
+    )
+    check_query_gallery(query, gallery, str(root))
+    return ReIDData(name, relabel(train)[0], query, gallery)
+
+
 def read_veri(root: str | Path) -> ReIDData:
     """VeRi-776: ``image_train/``, ``image_query/``, ``image_test/`` with ``0002_c002_*.jpg``."""
-    root = _need_dir(Path(root), "dataset root")
-    train = relabel(read_labelled_folder(_need_dir(root / "image_train", "VeRi train")))[0]
-    query = read_labelled_folder(_need_dir(root / "image_query", "VeRi query"))
-    gallery = read_labelled_folder(_need_dir(root / "image_test", "VeRi test (gallery)"))
-    check_query_gallery(query, gallery, str(root))
-    return ReIDData("VeRi-776", train, query, gallery)
+    return _labelled_splits(Path(root), ("image_train", "image_query", "image_test"), "VeRi-776")
 
 
 def read_folder_dataset(root: str | Path) -> ReIDData:
     """Generic layout: ``train/``, ``query/``, ``gallery/`` folders of ``PID_cCAM_*`` images."""
-    root = _need_dir(Path(root), "dataset root")
-    train = relabel(read_labelled_folder(_need_dir(root / "train", "train images")))[0]
-    query = read_labelled_folder(_need_dir(root / "query", "query images"))
-    gallery = read_labelled_folder(_need_dir(root / "gallery", "gallery images"))
-    check_query_gallery(query, gallery, str(root))
-    return ReIDData(root.name, train, query, gallery)
+    return _labelled_splits(Path(root), ("train", "query", "gallery"), Path(root).name)
 
 
 def read_dataset(data_cfg, with_real: bool = True) -> ReIDData:

@@ -167,9 +167,6 @@ class Trainer:
             )
             raise
         finally:
-            summary = self.bad_images.summary()
-            if summary:
-                self._log(summary)
             self.logger.close()
         return {"epochs": self.epoch, "best_val_mAP": self.best_map}
 
@@ -234,6 +231,9 @@ class Trainer:
             + ", ".join(f"{k} {v:.4f}" for k, v in means.items())
             + f", lr {lr:.3g}, {rate:.1f} images/s"
         )
+        bad = self.bad_images.summary()
+        if bad:
+            self._log(f"epoch {epoch}: {bad} so far (data.strict=true makes them fatal)")
         if self.progress:
             self.progress.finish(task)
 

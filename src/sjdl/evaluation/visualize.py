@@ -45,9 +45,10 @@ def _row(cells: list[Image.Image], gap: int = 4, title: str | None = None) -> Im
 def rank_list(query_path, gallery_paths, correct, distances, title: str | None = None):
     """Query (blue border) then its top-k gallery images, distance under each."""
     cells = [_thumb(query_path, BLUE, "query")]
+    flags = correct if correct is not None else [None] * len(gallery_paths)  # None: unknown
     cells += [
-        _thumb(p, GREEN if ok else RED, f"{i + 1}: {d:.3f}")
-        for i, (p, ok, d) in enumerate(zip(gallery_paths, correct, distances, strict=True))
+        _thumb(p, GREY if ok is None else (GREEN if ok else RED), f"{i + 1}: {d:.3f}")
+        for i, (p, ok, d) in enumerate(zip(gallery_paths, flags, distances, strict=True))
     ]
     return _row(cells, title=title)
 

@@ -82,18 +82,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     Returns (model in eval mode, its config, metadata). Missing or unexpected keys are an
     error listing them (a silently half-loaded model costs whole points of mAP).
     """
-    import tempfile
-
     from ..config import load_config
     from . import build_model
 
     state, meta = read_checkpoint(path)
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as tmp:
-        tmp.write(meta["config"])
-    try:
-        cfg = load_config(tmp.name, ["model.pretrained="])
-    finally:
-        os.unlink(tmp.name)
+    cfg = load_config(overrides=["model.pretrained="], text=meta["config"])
     model = build_model(cfg, int(meta["num_syn_ids"]), int(meta["num_real_ids"]))
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:

@@ -43,7 +43,7 @@ def export_onnx(
     model = model.eval().cpu()
     if restoration and model.firm is None:
         raise ValueError("this model has no FIRM (method=baseline): nothing to export")
-    net = RestorationNet(model) if restoration else EmbeddingNet(model)
+    net = (RestorationNet(model) if restoration else EmbeddingNet(model)).eval()
     example = torch.rand(2, 3, *size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +59,7 @@ def export_onnx(
         opset_version=opset,
         dynamo=True,
         external_data=False,
+        verbose=False,
     )
     tmp.replace(path)
     return path

@@ -1,0 +1,228 @@
+"""``sjdl export``, ``sjdl index build|add``, ``sjdl search`` and ``sjdl defog``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from .common import console, fail
+from .evaluate import progress_bar
+
+index_app = typer.Typer(help="Build or extend a FAISS gallery index.", no_args_is_help=True)
+CKPT = typer.Option(..., "--checkpoint", help="Weights file or run folder.")
+
+
+def _model(checkpoint, device=None):
+    from ..config import resolve_device
+    from ..models.io import load_model, resolve_checkpoint
+
+    dev = resolve_device(device or "auto")
+    model, cfg, _ = load_model(checkpoint, dev)
+    return model, cfg, dev, resolve_checkpoint(checkpoint)
+
+
+def _errors():
+    from ..data import DatasetError
+    from ..models.io import CheckpointError
+    from ..retrieval import IndexError_
+
+    return (DatasetError, CheckpointError, IndexError_, FileNotFoundError, ValueError)
+
+
+def export_command(
+    checkpoint: Path = CKPT,
+    output: Path = typer.Option(Path("model.onnx"), "--output", "-o"),
+    fmt: str = typer.Option("onnx", "--format", help="Only onnx."),
+    restoration: bool = typer.Option(False, help="Export FIRM (foggy -> J_enh) instead."),
+    size: tuple[int, int] | None = typer.Option(None, help="Input H W (default: test size)."),
+):
+    """Export the inference network (CFSM + ReIDM -> embedding), dynamic batch axis."""
+    from ..retrieval import export_onnx
+
+    if fmt != "onnx":
+        fail(f"--format {fmt}: only onnx is supported")
+    try:
+        model, cfg, _, _ = _model(checkpoint, "cpu")
+        path = export_onnx(model, output, tuple(size or cfg.data.size_test), restoration)
+    except _errors() as e:
+        fail(str(e))
+    what = "restoration (J_enh)" if restoration else f"embedding ({model.feat_dim}-d)"
+    console.print(
+        f"wrote {path}: {what}, input images (batch, 3, "
+        f"{', '.join(map(str, size or cfg.data.size_test))}) in [0, 1]"
+    )
+
+
+def _embed_with_bar(model, records, cfg, dev):
+    from ..retrieval import embed
+
+    with progress_bar() as bar:
+        task = bar.add_task("embedding", total=len(records))
+        feats, kept, skipped = embed(
+            model,
+            records,
+            cfg.data.size_test,
+            dev,
+            cfg.test.batch_size,
+            progress=lambda n: bar.advance(task, n),
+        )
+    if skipped:
+        console.print(f"[yellow]skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}")
+    return feats, [(str(r.path), r.pid, r.camid) for r in kept]
+
+
+@index_app.command("build")
+def index_build(
+    gallery: Path = typer.Argument(..., help="Folder of gallery images (searched recursively)."),
+    checkpoint: Path = CKPT,
+    output: Path = typer.Option(..., "--output", "-o", help="Index folder to write."),
+    kind: str = typer.Option("flat", help="flat (exact), hnsw or ivf (approximate)."),
+):
+    """Embed every gallery image and write a FAISS index with its metadata."""
+    from ..retrieval import GalleryIndex, fingerprint, image_records
+
+    try:
+        model, cfg, dev, ckpt = _model(checkpoint)
+        records = image_records([gallery])
+        feats, meta = _embed_with_bar(model, records, cfg, dev)
+        index = GalleryIndex.create(
+            feats.shape[1], fingerprint(ckpt), kind, cfg.test.metric, cfg.to_yaml(), len(feats)
+        )
+        index.manifest["checkpoint"] = str(ckpt.resolve())
+        index.add(feats, meta)
+        index.save(output)
+    except _errors() as e:
+        fail(str(e))
+    console.print(f"index {output}: {len(meta)} images, {feats.shape[1]}-d, {kind}")
+
+
+@index_app.command("add")
+def index_add(
+    index_dir: Path = typer.Argument(..., help="Existing index folder."),
+    images: list[Path] = typer.Argument(..., help="Images or folders to append."),
+    checkpoint: Path | None = typer.Option(None, help="Default: the one the index was built with."),
+):
+    """Append images to an index (refused if the checkpoint differs from the index's)."""
+    from ..retrieval import GalleryIndex, fingerprint, image_records
+
+    try:
+        index = GalleryIndex.load(index_dir)
+        ckpt_arg = checkpoint or Path(index.manifest["checkpoint"])
+        model, cfg, dev, ckpt = _model(ckpt_arg)
+        index.check_fingerprint(fingerprint(ckpt), ckpt)
+        feats, meta = _embed_with_bar(model, image_records(images), cfg, dev)
+        index.add(feats, meta)
+        index.save(index_dir)
+    except _errors() as e:
+        fail(str(e))
+    console.print(f"index {index_dir}: {len(index.rows)} images")
+
+
+def search_command(
+    query: Path = typer.Argument(..., help="Query image."),
+    index_dir: Path = typer.Option(..., "--index", help="Index folder."),
+    top_k: int = typer.Option(10, "--top-k", min=1),
+    checkpoint: Path | None = typer.Option(None, help="Default: the index's checkpoint."),
+    png: Path | None = typer.Option(
+        None,
+        "--png",
+        help="Rank-list picture (default: <query stem>_ranks.png beside --defog-out or here).",
+    ),
+    defog_out: Path | None = typer.Option(None, help="Also write the restored query image."),
+):
+    """Search the gallery index for a query image; print a ranked table, write a PNG."""
+    from ..data.io import read_image, save_image
+    from ..evaluation.visualize import rank_list
+    from ..retrieval import GalleryIndex, defog_firm, fingerprint, image_records
+
+    try:
+        index = GalleryIndex.load(index_dir)
+        model, cfg, dev, ckpt = _model(checkpoint or Path(index.manifest["checkpoint"]))
+        index.check_fingerprint(fingerprint(ckpt), ckpt)
+        records = image_records([query])
+        feats, _ = _embed_with_bar(model, records, cfg, dev)
+        hits = index.search(feats, top_k)[0]
+        if defog_out is not None:
+            if model.firm is None:
+                fail("--defog-out needs a model with FIRM (not method=baseline)")
+            img = read_image(query)[None].to(dev)
+            save_image(defog_firm(model, img)[0].cpu(), defog_out)
+    except _errors() as e:
+        fail(str(e))
+    qpid = records[0].pid
+    table = Table(title=f"top {len(hits)} for {query.name}")
+    for col in ("rank", "distance", "pid", "camid", "path"):
+        table.add_column(col, justify="left" if col == "path" else "right")
+    for h in hits:
+        style = ("green" if h.pid == qpid else "red") if qpid >= 0 else None
+        table.add_row(
+            str(h.rank), f"{h.distance:.4f}", str(h.pid), str(h.camid), h.path, style=style
+        )
+    console.print(table)
+    png = png or Path(f"{query.stem}_ranks.png")
+    correct = [h.pid == qpid for h in hits] if qpid >= 0 else None
+    rank_list(
+        query, [h.path for h in hits], correct, [h.distance for h in hits], title=query.name
+    ).save(png)
+    console.print(f"rank list: {png}" + (f"; restored query: {defog_out}" if defog_out else ""))
+
+
+def defog_command(
+    inputs: list[Path] = typer.Argument(..., help="Foggy images or folders."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for restored images."),
+    checkpoint: Path | None = typer.Option(None, help="Model with FIRM (for --method firm)."),
+    method: str = typer.Option(
+        "firm", help="firm (the trained FIRM) or dcp (dark channel prior, He et al.)."
+    ),
+    reference: Path | None = typer.Option(
+        None, help="Folder of clear images (same names): report PSNR/SSIM."
+    ),
+):
+    """Restore foggy images of any size with FIRM or the dark channel prior."""
+    from ..data.io import read_image, save_image
+    from ..evaluation import QualityMeter
+    from ..retrieval import defog_dcp, defog_firm, image_records
+
+    if method not in ("firm", "dcp"):
+        fail(f"--method {method}: expected firm or dcp")
+    if method == "firm" and checkpoint is None:
+        fail("--method firm needs --checkpoint (or use --method dcp)")
+    try:
+        model, dev = (None, "cpu")
+        if method == "firm":
+            model, _, dev, _ = _model(checkpoint)
+            if model.firm is None:
+                fail(f"{checkpoint}: the model has no FIRM (method=baseline)")
+        records = image_records(inputs)
+        meter, before = QualityMeter(), QualityMeter()
+        with progress_bar() as bar:
+            task = bar.add_task(f"defogging ({method})", total=len(records))
+            for rec in records:
+                img = read_image(rec.path)[None]
+                out = defog_firm(model, img.to(dev)) if model else defog_dcp(img)
+                save_image(out[0].cpu(), output / rec.path.name)
+                ref = reference / rec.path.name if reference else None
+                if ref is not None and ref.is_file():
+                    clear = read_image(ref)[None]
+                    meter.update(out.cpu(), clear)
+                    before.update(img, clear)
+                bar.advance(task)
+    except _errors() as e:
+        fail(str(e))
+    console.print(f"wrote {len(records)} restored image(s) to {output}")
+    if meter.psnr:
+        a, b = before.result(), meter.result()
+        console.print(
+            f"against {reference} ({b['num_images']} images): foggy input PSNR "
+            f"{a['PSNR']:.2f} dB / SSIM {a['SSIM']:.4f} -> restored PSNR "
+            f"{b['PSNR']:.2f} dB / SSIM {b['SSIM']:.4f}"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_command)
+    app.add_typer(index_app, name="index")
+    app.command("search")(search_command)
+    app.command("defog")(defog_command)

@@ -1,0 +1,206 @@
+"""A gallery index on disk: FAISS vectors + a metadata table + the model fingerprint.
+
+Layout of an index folder: ``index.faiss`` (vectors), ``metadata.csv`` (row, path, pid,
+camid, added), ``manifest.json`` (fingerprint of the checkpoint and config that made the
+embeddings, dimension, kind, metric, count). Every write goes to a fresh temporary folder
+that replaces the old one in a single rename, so an interrupted write never leaves a mix.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+KINDS = ("flat", "hnsw", "ivf")
+FIELDS = ["row", "path", "pid", "camid", "added"]
+
+
+class IndexError_(ValueError):
+    """An index folder is missing, corrupted or was built with another model."""
+
+
+def fingerprint(checkpoint: str | Path) -> str:
+    """SHA-256 of the checkpoint file (weights + the config in its header)."""
+    h = hashlib.sha256()
+    with open(checkpoint, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as e:  # pragma: no cover - a dependency
+        raise IndexError_("faiss is not installed: pip install faiss-cpu") from e
+    return faiss
+
+
+def new_faiss_index(dim: int, kind: str = "flat", metric: str = "euclidean", n_train: int = 0):
+    """Exact (flat) or approximate (HNSW, IVF) index; cosine = inner product of unit vectors."""
+    faiss = _faiss()
+    ip = metric == "cosine"
+    space = faiss.METRIC_INNER_PRODUCT if ip else faiss.METRIC_L2
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim) if ip else faiss.IndexFlatL2(dim)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, space)
+        index.hnsw.efSearch = 128
+        return index
+    if kind == "ivf":
+        nlist = max(1, min(4096, int(4 * np.sqrt(max(n_train, 1)))))
+        quantizer = faiss.IndexFlatIP(dim) if ip else faiss.IndexFlatL2(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, space)
+        index.nprobe = min(nlist, max(8, nlist // 125))  # 0.8 % of the lists per query
+        return index
+    raise IndexError_(f"unknown index kind {kind!r}, expected one of {', '.join(KINDS)}")
+
+
+@dataclass
+class Hit:
+    rank: int
+    distance: float
+    path: str
+    pid: int
+    camid: int
+
+
+class GalleryIndex:
+    """Vectors, their metadata rows and the manifest; ``save`` writes them atomically."""
+
+    def __init__(self, index, rows: list[dict], manifest: dict):
+        self.index, self.rows, self.manifest = index, rows, manifest
+
+    @classmethod
+    def create(
+        cls,
+        dim: int,
+        fp: str,
+        kind: str = "flat",
+        metric: str = "euclidean",
+        config_yaml: str = "",
+        n_train: int = 0,
+    ) -> GalleryIndex:
+        manifest = {
+            "format": "sjdl-index-1",
+            "fingerprint": fp,
+            "dim": dim,
+            "kind": kind,
+            "metric": metric,
+            "count": 0,
+            "config": config_yaml,
+        }
+        return cls(new_faiss_index(dim, kind, metric, n_train), [], manifest)
+
+    def _prepare(self, vectors: np.ndarray) -> np.ndarray:
+        v = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self.manifest["metric"] == "cosine":
+            v = v / np.linalg.norm(v, axis=1, keepdims=True).clip(min=1e-12)
+        return v
+
+    def add(self, vectors: np.ndarray, records: list[tuple[str, int, int]]) -> None:
+        if len(vectors) != len(records):
+            raise ValueError("one metadata record per vector is needed")
+        v = self._prepare(vectors)
+        if not self.index.is_trained:
+            if len(v) < self.index.nlist:
+                raise IndexError_(
+                    f"an IVF index with {self.index.nlist} lists needs at least "
+                    f"that many vectors to train; use --kind flat or hnsw"
+                )
+            self.index.train(v)
+        now = datetime.datetime.now().isoformat(timespec="seconds")
+        start = len(self.rows)
+        self.index.add(v)
+        self.rows += [
+            {"row": start + i, "path": p, "pid": pid, "camid": cam, "added": now}
+            for i, (p, pid, cam) in enumerate(records)
+        ]
+        self.manifest["count"] = len(self.rows)
+
+    def search(self, queries: np.ndarray, top_k: int = 10) -> list[list[Hit]]:
+        """Nearest gallery items per query; distances are Euclidean (or 1 - cosine)."""
+        k = min(top_k, len(self.rows))
+        scores, ids = self.index.search(self._prepare(queries), k)
+        out = []
+        for srow, irow in zip(scores, ids, strict=True):
+            hits = []
+            for r, (s, i) in enumerate(zip(srow, irow, strict=True)):
+                if i < 0:
+                    continue
+                meta = self.rows[int(i)]
+                d = (
+                    1 - float(s)
+                    if self.manifest["metric"] == "cosine"
+                    else float(np.sqrt(max(float(s), 0.0)))
+                )
+                hits.append(Hit(r + 1, d, meta["path"], int(meta["pid"]), int(meta["camid"])))
+            out.append(hits)
+        return out
+
+    def save(self, folder: str | Path) -> Path:
+        faiss = _faiss()
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.with_name(folder.name + ".writing")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        faiss.write_index(self.index, str(tmp / "index.faiss"))
+        with (tmp / "metadata.csv").open("w", newline="") as f:
+            w = csv.DictWriter(f, FIELDS)
+            w.writeheader()
+            w.writerows(self.rows)
+        (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> GalleryIndex:
+        faiss = _faiss()
+        folder = Path(folder)
+        files = [folder / n for n in ("index.faiss", "metadata.csv", "manifest.json")]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise IndexError_(f"{folder}: not an index folder (missing {', '.join(missing)})")
+        try:
+            manifest = json.loads(files[2].read_text())
+        except json.JSONDecodeError as e:
+            raise IndexError_(f"{files[2]}: corrupted ({e})") from None
+        try:
+            index = faiss.read_index(str(files[0]))
+        except RuntimeError as e:
+            raise IndexError_(
+                f"{files[0]}: cannot read the FAISS index ({str(e).splitlines()[0]})"
+            ) from None
+        with files[1].open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not (index.ntotal == len(rows) == manifest.get("count")) or index.d != manifest.get(
+            "dim"
+        ):
+            raise IndexError_(
+                f"{folder}: inconsistent index ({index.ntotal} vectors of dimension {index.d}, "
+                f"{len(rows)} metadata rows, manifest says {manifest.get('count')} x "
+                f"{manifest.get('dim')}); rebuild it with sjdl index build"
+            )
+        return cls(index, rows, manifest)
+
+    def check_fingerprint(self, fp: str, checkpoint) -> None:
+        if fp != self.manifest["fingerprint"]:
+            raise IndexError_(
+                f"{checkpoint} is not the checkpoint this index was built with (fingerprint "
+                f"{fp[:12]} vs {self.manifest['fingerprint'][:12]}); embeddings from different "
+                "models cannot be mixed: rebuild the index or pass the original checkpoint"
+            )

@@ -1,0 +1,163 @@
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sjdl.cli import app
+from sjdl.config import load_config
+from sjdl.data import add_fog
+from sjdl.evaluation import psnr
+from sjdl.models import build_model
+from sjdl.models.io import load_model, save_weights
+from sjdl.retrieval import (
+    GalleryIndex,
+    IndexError_,
+    defog_dcp,
+    defog_firm,
+    embed,
+    export_onnx,
+    image_records,
+)
+
+runner = CliRunner()
+
+
+def _checkpoint(tmp_path, name="w", seed=0, *extra):
+    torch.manual_seed(seed)
+    cfg = load_config(
+        overrides=["model.backbone=resnet18", "data.size_test=[64,32]", "data.workers=0", *extra]
+    )
+    model = build_model(cfg, 5)
+    return save_weights(model, tmp_path / f"{name}.safetensors", cfg, 5, 0), model
+
+
+@pytest.mark.parametrize("restoration", [False, True])
+def test_onnx_matches_pytorch_at_batch_1_and_8(tmp_path, restoration):
+    _, model = _checkpoint(tmp_path)
+    path = export_onnx(model, tmp_path / "m.onnx", (64, 32), restoration)
+    session = ort.InferenceSession(str(path))
+    for batch in (1, 8):
+        x = torch.rand(batch, 3, 64, 32)
+        ref = model.restore(x)[1] if restoration else model.extract_features(x)
+        out = session.run(None, {"images": x.numpy()})[0]
+        assert out.shape == tuple(ref.shape)
+        assert np.abs(out - ref.numpy()).max() < 1e-4
+    # outputs differ across inputs (no constant-output export)
+    a, b = session.run(None, {"images": torch.rand(2, 3, 64, 32).numpy()})[0]
+    assert np.abs(a - b).max() > 1e-3
+
+
+def test_export_cli(tmp_path):
+    ckpt, _ = _checkpoint(tmp_path)
+    result = runner.invoke(
+        app, ["export", "--checkpoint", str(ckpt), "-o", str(tmp_path / "e.onnx")]
+    )
+    assert result.exit_code == 0, result.output
+    session = ort.InferenceSession(str(tmp_path / "e.onnx"))
+    assert session.get_inputs()[0].shape[1:] == [3, 64, 32]
+
+
+def test_index_round_trip_build_add_search(fvrid, tmp_path):
+    ckpt, _ = _checkpoint(tmp_path)
+    gallery, queries = fvrid / "FVRID_syn" / "gallery_foggy", fvrid / "FVRID_syn" / "query_foggy"
+    idx = tmp_path / "idx"
+    r = runner.invoke(
+        app, ["index", "build", str(gallery), "--checkpoint", str(ckpt), "-o", str(idx)]
+    )
+    assert r.exit_code == 0, r.output
+    assert GalleryIndex.load(idx).manifest["count"] == 4
+    r = runner.invoke(app, ["index", "add", str(idx), str(queries)])
+    assert r.exit_code == 0, r.output
+    index = GalleryIndex.load(idx)
+    assert index.manifest["count"] == 6 and len(index.rows) == 6
+    assert not list(tmp_path.glob("idx.*"))  # no temporary folders left
+    model, _, _ = load_model(ckpt)
+    for image in sorted(gallery.iterdir()):  # a gallery image used as query comes back first
+        png = tmp_path / "ranks.png"
+        r = runner.invoke(
+            app, ["search", str(image), "--index", str(idx), "--top-k", "3", "--png", str(png)]
+        )
+        assert r.exit_code == 0, r.output
+        assert png.is_file() and "distance" in r.output
+        feats, _, _ = embed(model, image_records([image]), (64, 32), "cpu")
+        top = index.search(feats, 3)[0][0]
+        assert top.path == str(image.resolve()) and top.distance < 1e-2
+
+
+def test_approximate_index_kinds(tmp_path):
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((500, 16)).astype(np.float32)
+    meta = [(f"img{i}.jpg", i, 0) for i in range(500)]
+    for kind in ("hnsw", "ivf"):
+        index = GalleryIndex.create(16, "fp", kind, n_train=500)
+        index.add(vecs, meta)
+        hits = index.search(vecs[:20], 5)
+        assert [h[0].pid for h in hits] == list(range(20))
+    small = GalleryIndex.create(16, "fp", "ivf", n_train=10_000)
+    with pytest.raises(IndexError_, match="needs at least"):
+        small.add(vecs[:10], meta[:10])
+
+
+def test_index_mismatch_and_corruption_errors(fvrid, tmp_path):
+    ckpt_a, _ = _checkpoint(tmp_path, "a", 0)
+    ckpt_b, _ = _checkpoint(tmp_path, "b", 1)
+    idx = tmp_path / "idx"
+    gallery = fvrid / "FVRID_syn" / "gallery_foggy"
+    assert (
+        runner.invoke(
+            app, ["index", "build", str(gallery), "--checkpoint", str(ckpt_a), "-o", str(idx)]
+        ).exit_code
+        == 0
+    )
+    image = next(gallery.iterdir())
+    r = runner.invoke(app, ["index", "add", str(idx), str(image), "--checkpoint", str(ckpt_b)])
+    assert r.exit_code == 2 and "is not the checkpoint this index was built with" in r.stderr
+    r = runner.invoke(app, ["search", str(image), "--index", str(idx), "--checkpoint", str(ckpt_b)])
+    assert r.exit_code == 2 and "cannot be mixed" in r.stderr
+    (idx / "metadata.csv").write_text((idx / "metadata.csv").read_text().rsplit("\n", 2)[0])
+    with pytest.raises(IndexError_, match="inconsistent index"):
+        GalleryIndex.load(idx)
+    (idx / "index.faiss").write_bytes(b"garbage")
+    r = runner.invoke(app, ["search", str(image), "--index", str(idx)])
+    assert r.exit_code == 2 and "cannot read the FAISS index" in r.stderr
+    r = runner.invoke(app, ["search", str(image), "--index", str(tmp_path / "none")])
+    assert r.exit_code == 2 and "not an index folder" in r.stderr
+
+
+def test_firm_defog_any_size(tmp_path):
+    _, model = _checkpoint(tmp_path)
+    out = defog_firm(model, torch.rand(1, 3, 50, 37))
+    assert out.shape == (1, 3, 50, 37) and out.min() >= 0 and out.max() <= 1
+
+
+def test_dark_channel_prior_recovers_fog_that_fits_the_prior():
+    gen = torch.Generator().manual_seed(0)
+    clear = torch.rand(1, 3, 64, 64, generator=gen)
+    clear[:, torch.randint(0, 3, (1,), generator=gen).item()] = 0  # a dark channel of 0
+    clear[:, :, :8] = 1.0  # a white "sky" band, where the airlight is estimated
+    foggy = add_fog(clear, torch.ones(1, 64, 64), 0.7, 1.0)
+    restored = defog_dcp(foggy)
+    assert restored.shape == foggy.shape
+    assert psnr(restored[0], clear[0]) > psnr(foggy[0], clear[0]) + 5
+
+
+def test_defog_cli_dcp_with_reference(fvrid, tmp_path):
+    syn = fvrid / "FVRID_syn"
+    r = runner.invoke(
+        app,
+        [
+            "defog",
+            str(syn / "query_foggy"),
+            "-o",
+            str(tmp_path / "out"),
+            "--method",
+            "dcp",
+            "--reference",
+            str(syn / "query_clear"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "out").iterdir())) == 2 and "restored PSNR" in r.output
+    r = runner.invoke(app, ["defog", str(syn / "query_foggy"), "-o", str(tmp_path / "o2")])
+    assert r.exit_code == 2 and "needs --checkpoint" in r.stderr
