@@ -134,3 +134,20 @@ def test_rerank_improves_map_on_manifold_example():
     base = evaluate_ranking(pairwise_distance(q, g), pids[qi], pids[gi], cams_q, cams_g)
     rr = evaluate_ranking(k_reciprocal_rerank(q, g, k1=6, k2=3), pids[qi], pids[gi], cams_q, cams_g)
     assert rr.mAP > base.mAP + 0.05
+
+
+@pytest.mark.parametrize(
+    ("metric", "k1", "k2"), [("euclidean", 6, 3), ("cosine", 5, 1), ("euclidean", 20, 6)]
+)
+def test_vectorised_rerank_equals_reference_loops(metric, k1, k2):
+    from .reference_rerank import reference_rerank
+
+    gen = torch.Generator().manual_seed(k1)
+    centres = torch.randn(6, 8, generator=gen)
+    feats = centres[torch.randint(0, 6, (40,), generator=gen)] + 0.5 * torch.randn(
+        40, 8, generator=gen
+    )
+    q, g = feats[:9], feats[9:]
+    fast = k_reciprocal_rerank(q, g, k1, k2, 0.3, metric)
+    ref = reference_rerank(q, g, k1, k2, 0.3, metric)
+    assert torch.allclose(fast, ref, atol=1e-5)
