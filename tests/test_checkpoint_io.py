@@ -41,3 +41,15 @@ def test_checkpoint_that_does_not_fit_is_refused(small_cfg, tmp_path):
     save_weights(model, tmp_path / "w.safetensors", cfg, 4, 0)
     with pytest.raises(CheckpointError, match=r"missing \['reidm.bnneck.weight'"):
         load_model(tmp_path / "w.safetensors")
+
+
+def test_metadata_is_read_without_the_tensors(small_cfg, tmp_path):
+    from sjdl.models.io import read_metadata
+
+    cfg = small_cfg()
+    save_weights(build_model(cfg, 4), tmp_path / "w.safetensors", cfg, 4, 2)
+    meta = read_metadata(tmp_path / "w.safetensors")
+    assert meta["num_syn_ids"] == "4" and meta["num_real_ids"] == "2"
+    assert "backbone: resnet18" in meta["config"]
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        read_metadata(tmp_path / "nope.safetensors")

@@ -161,3 +161,9 @@ def test_defog_cli_dcp_with_reference(fvrid, tmp_path):
     assert len(list((tmp_path / "out").iterdir())) == 2 and "restored PSNR" in r.output
     r = runner.invoke(app, ["defog", str(syn / "query_foggy"), "-o", str(tmp_path / "o2")])
     assert r.exit_code == 2 and "needs --checkpoint" in r.stderr
+
+
+def test_firm_defog_tanh_output_is_the_image_as_in_evaluation(tmp_path):
+    _, model = _checkpoint(tmp_path, "t", 0, "model.firm.output=tanh")
+    x = torch.rand(1, 3, 64, 32)
+    assert torch.allclose(defog_firm(model, x), model.restore(x)[1].clamp(0, 1))

@@ -29,10 +29,10 @@ def load_for_eval(checkpoint, config, overrides, device_name=None):
     from ..config import ConfigError, load_config, resolve_device
     from ..data import read_dataset
     from ..models import build_model
-    from ..models.io import load_model, read_checkpoint
+    from ..models.io import load_model, read_metadata
 
     if checkpoint is not None and config is None:  # the run's own config, with overrides
-        _, meta = read_checkpoint(checkpoint)
+        meta = read_metadata(checkpoint)
         try:
             cfg = load_config(overrides=overrides or [], text=meta["config"])
         except ConfigError as e:

@@ -59,13 +59,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise CheckpointError(f"{path}: checkpoint not found")
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(state dict, metadata) of a weights file; errors name the file."""
-    path = resolve_checkpoint(path)
+def _open(path: Path, tensors: bool):
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+            state = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}  # noqa: SIM118
     except Exception as e:  # safetensors raises its own error types for bad headers
         raise CheckpointError(f"{path}: not a readable .safetensors file ({e})") from None
     if meta.get("format") != FORMAT:
@@ -74,6 +72,16 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             f"{meta.get('format')!r}, expected {FORMAT!r})"
         )
     return state, meta
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The header (config, id counts, version) of a weights file, without loading tensors."""
+    return _open(resolve_checkpoint(path), tensors=False)[1]
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(state dict, metadata) of a weights file; errors name the file."""
+    return _open(resolve_checkpoint(path), tensors=True)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):

@@ -19,13 +19,13 @@ def pad_to_multiple(img: torch.Tensor, multiple: int = 32) -> tuple[torch.Tensor
 
 @torch.no_grad()
 def defog_firm(model, img: torch.Tensor) -> torch.Tensor:
-    """J_enh for (N, 3, H, W) foggy images in [0, 1] of any size (padded, then cropped)."""
+    """J_enh for (N, 3, H, W) foggy images in [0, 1] of any size (padded, then cropped).
+
+    Like evaluation, the output is taken as an image in [0, 1] for both FIRM output modes (the
+    ``tanh`` mode is regressed directly onto [0, 1] targets, as released), then clamped."""
     padded, (h, w) = pad_to_multiple(img)
     _, j_enh = model.restore(padded)
-    j = j_enh[..., :h, :w].float()
-    if getattr(model.firm, "output", "unit") == "tanh":
-        j = (j + 1) / 2
-    return j.clamp(0, 1)
+    return j_enh[..., :h, :w].float().clamp(0, 1)
 
 
 @torch.no_grad()
