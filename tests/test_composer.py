@@ -129,3 +129,21 @@ def test_total_backpropagates_into_every_trained_part():
         grads = [p.grad for p in part.parameters()]
         assert all(g is not None and torch.isfinite(g).all() for g in grads)
         assert sum(g.abs().sum() for g in grads) > 0
+
+
+@pytest.mark.parametrize("preset", ["official", "paper"])
+def test_official_preset_has_no_colour_entropy_or_self_constraint_gradient(preset):
+    cfg = load_config(overrides=[f"preset={preset}", "model.neck=bnneck", "method=sjdl"])
+    composer = LossComposer(cfg.loss, "sjdl", cfg.model.firm.output)
+    j_enh = torch.rand(2, 3, 32, 32, requires_grad=True)
+    out = type("Out", (), {"restored": (j_enh, j_enh), "logits": {}})()
+    terms = composer.unsupervised(out, torch.rand(2, 3, 32, 32))
+    for name in ("color_entropy", "self_constraint"):
+        assert torch.isfinite(terms[name]) and float(terms[name]) != 0  # still computed, logged
+        if preset == "official":
+            assert not terms[name].requires_grad
+        else:
+            (grad,) = torch.autograd.grad(terms[name], j_enh, retain_graph=True)
+            assert grad.abs().sum() > 0
+    (grad,) = torch.autograd.grad(terms["dark_channel"], j_enh)
+    assert grad.abs().sum() > 0  # L_DC keeps its gradient in both presets

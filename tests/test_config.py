@@ -101,3 +101,27 @@ def test_parse_overrides_types():
         "c": [1, 2],
         "d": True,
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "preset"),
+    [(n, p) for n in ("fvrid_syn", "fvrid_real") for p in ("official", "printed")]
+    + [("demo", "printed")],  # the demo is a MobileNetV2 run: it sets the backbone itself
+)
+def test_bundled_yaml_never_overrides_a_preset_key(name, preset):
+    from sjdl.config import PRESET_VALUES
+
+    cfg = load_config(name, [f"preset={preset}"])
+    for key, value in PRESET_VALUES[preset].items():
+        node = cfg
+        for part in key.split("."):
+            node = getattr(node, part)
+        assert node == value, f"{name}.yaml overrides {key} of preset {preset}"
+
+
+def test_printed_preset_keeps_the_papers_eq11_weights():
+    cfg = load_config(overrides=["preset=printed"])
+    loss = cfg.loss
+    assert (loss.lambda_ce, loss.lambda_dc, loss.lambda_tv, loss.lambda_sc) == (1, 1e-5, 1e-5, 300)
+    assert loss.sc_mode == "spectrum" and loss.ce_grad and loss.sc_grad
+    assert cfg.model.backbone == "resnet50"  # everything else as in preset paper

@@ -1,3 +1,4 @@
+import json
 import re
 
 from typer.testing import CliRunner
@@ -5,17 +6,32 @@ from typer.testing import CliRunner
 from sjdl.cli import app
 
 
-def test_demo_quick_writes_report_with_both_methods(tmp_path):
+def test_demo_quick_writes_report_and_summary(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", "--quick", "-o", str(out)])
     assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seconds"] > 0 and summary["quick"] is True
+    rows = {(r["model"], r["test"]): r for r in summary["rows"]}
+    assert set(rows) == {
+        (m, t) for m in ("imagenet", "baseline", "sjdl") for t in ("clear", "foggy")
+    }
+    for (model, test), row in rows.items():
+        assert 0 <= row["mAP"] <= 100 and 0 <= row["R1"] <= row["R5"] <= 100
+        restores = model == "sjdl" and test == "foggy"
+        assert (row["PSNR"] is not None) == restores and (row["SSIM"] is not None) == restores
+    assert 0 < summary["input_quality"]["SSIM"] < 1 and summary["input_quality"]["PSNR"] > 5
+    # ImageNet features are the same whichever method is trained next: clear beats foggy
+    assert rows[("imagenet", "clear")]["mAP"] != rows[("imagenet", "foggy")]["mAP"]
+    stats = summary["real_crops"]["sjdl"]
+    assert {"input_dark_channel", "restored_dark_channel", "restored_tv_per_pixel"} <= set(stats)
     html = (out / "report.html").read_text()
-    assert "Baseline" in html and "SJDL" in html and "restored_PSNR" in html
+    assert "imagenet" in html and "Baseline" in html and "SJDL" in html
+    assert "foggy input itself" in html
     images = re.findall(r"src='([^']+)'", html)
-    assert len(images) >= 6  # rank lists x2, restorations, real restorations, two curves
+    assert len(images) >= 6  # rank lists x2, synthetic + real restorations, two curves
     for src in images:
         assert (out / src).is_file(), src
     for method in ("baseline", "sjdl"):
         assert (out / method / "checkpoints" / "last.safetensors").is_file()
-        assert (out / method / "eval" / "metrics.json").is_file()
-    assert str(out / "report.html") in result.output.replace("\n", "")
+    assert "summary.json" in result.output.replace("\n", "")

@@ -17,7 +17,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
-PRESETS = ("paper", "official")
+PRESETS = ("paper", "official", "printed")
 METHODS = ("baseline", "jdl", "sjdl_wo_sc", "sjdl")
 
 
@@ -31,12 +31,17 @@ class FIRMConfig:
 
     res_blocks: int = 1  # ResBlocks per upsampling stage: 1 as released, 2 in the paper text
     output: Literal["unit", "tanh"] = "unit"  # unit: (tanh+1)/2 in [0,1]; tanh: raw, as released
+    width: int = 64  # channels after the first stage (64 as released); smaller = faster on CPU
 
 
 @dataclass
 class ModelConfig:
-    backbone: Literal["resnet18", "resnet34", "resnet50", "resnet50_ibn_a"] = "resnet50"
-    pretrained: str = ""  # local torchvision-format .pth/.safetensors; never downloaded
+    backbone: Literal["resnet18", "resnet34", "resnet50", "resnet50_ibn_a", "mobilenet_v2"] = (
+        "resnet50"
+    )
+    # local torchvision-format .pth/.safetensors, or "imagenet" = the bundled MobileNetV2
+    # weights (sjdl/weights/NOTICE.md); never downloaded
+    pretrained: str = ""
     last_stride: int = 1
     split: Literal["conv2", "conv3", "conv4", "conv5"] = "conv2"  # CFSM = stem .. this block
     neck: Literal["bnneck", "dcn_attention"] = "bnneck"
@@ -56,6 +61,7 @@ class DataConfig:
     size_test: list[int] = field(default_factory=lambda: [384, 384])
     num_ids: int = 6  # P of the PxK sampler
     num_instances: int = 6  # K of the PxK sampler
+    real_batch_size: int = 0  # unlabelled real batches; 0 = P x K like the synthetic batch
     hflip: float = 0.5
     pad: int = 10
     random_erasing: float = 0.0
@@ -76,6 +82,8 @@ class LossConfig:
     lambda_sc: float = 300.0  # lambda_4
     dc_patch: int = 35
     sc_mode: Literal["spectrum", "phase"] = "spectrum"
+    ce_grad: bool = True  # False: L_CE is logged but gives no gradient (released hard histogram)
+    sc_grad: bool = True  # False: L_SC is logged but gives no gradient (released .detach())
 
 
 @dataclass
@@ -94,6 +102,7 @@ class TrainConfig:
     device: str = "auto"
     output_dir: str = "runs/sjdl"
     max_bad_steps: int = 10
+    firm_lr_mult: float = 1.0  # FIRM's LR = train.lr x this (FIRM starts from scratch)
     select_on_test: bool = False
     val_ids: int = 0  # train ids held out for model selection (0 = no validation split)
     eval_every: int = 1  # validate every N epochs (when there is a validation split)
@@ -115,7 +124,7 @@ class TestConfig:
 
 @dataclass
 class Config:
-    preset: Literal["paper", "official"] = "paper"
+    preset: Literal["paper", "official", "printed"] = "paper"
     method: Literal["baseline", "jdl", "sjdl_wo_sc", "sjdl"] = "sjdl"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -140,13 +149,24 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
         "model.normalize": "none",
         "model.firm.output": "tanh",
         "loss.triplet_feature": "post_bn",
+        "loss.lambda_ce": 1.0,
+        "loss.ce_grad": False,
         "loss.lambda_sc": 0.01,
         "loss.sc_mode": "phase",
+        "loss.sc_grad": False,
         "data.hflip": 0.0,
         "data.pad": 0,
         "train.real_every": 5,
         "train.steps": [20, 30] + list(range(45, 256, 15)),
         "test.feature": "pre_bn",
+    },
+    # the paper's printed Eq. 11 weights, with working gradients (README: why not the default)
+    "printed": {
+        "loss.lambda_ce": 1.0,
+        "loss.lambda_dc": 1e-5,
+        "loss.lambda_tv": 1e-5,
+        "loss.lambda_sc": 300.0,
+        "loss.sc_mode": "spectrum",
     },
 }
 
@@ -314,8 +334,14 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"data.{name}: got {size}, expected [height, width] > 0")
     if cfg.model.last_stride not in (1, 2):
         raise ConfigError(f"model.last_stride: got {cfg.model.last_stride}, expected 1 or 2")
-    if cfg.model.neck == "dcn_attention" and cfg.model.backbone in ("resnet18", "resnet34"):
+    if cfg.model.neck == "dcn_attention" and cfg.model.backbone in (
+        "resnet18",
+        "resnet34",
+        "mobilenet_v2",
+    ):
         raise ConfigError("model.neck=dcn_attention needs a 2048-channel backbone (resnet50*)")
+    if cfg.model.firm.width < 2 or cfg.model.firm.width % 2:
+        raise ConfigError("model.firm.width: expected an even integer >= 2")
     if cfg.model.firm.res_blocks < 1:
         raise ConfigError("model.firm.res_blocks: expected an integer >= 1")
     if cfg.train.eval_every < 1 or cfg.train.log_every < 1:

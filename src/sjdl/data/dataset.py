@@ -124,15 +124,21 @@ def train_loader(
     device=None,
     with_clear: bool = True,
     fog_preset: str = "paper",
+    batch_size: int = 0,
 ) -> DataLoader:
-    """P x K batches of augmented training images (paired with clear targets when present)."""
+    """P x K batches of augmented training images (paired with clear targets when present);
+    unlabelled records give random batches of ``batch_size`` (0: P x K) images."""
     tf = PairedTransform(
         tuple(data_cfg.size_train), data_cfg.hflip, data_cfg.pad, data_cfg.random_erasing
     )
     ds = ReIDDataset(records, tf, with_clear, data_cfg.strict, data_cfg.fog_on_the_fly, fog_preset)
     if all(r.pid < 0 for r in records):  # unlabelled: random batches of the same size
         sampler = RandomBatchSampler(
-            len(records), data_cfg.num_ids * data_cfg.num_instances, seed, rank, world_size
+            len(records),
+            batch_size or data_cfg.num_ids * data_cfg.num_instances,
+            seed,
+            rank,
+            world_size,
         )
     else:
         sampler = PKSampler(

@@ -23,9 +23,18 @@ def lr_factor(
 
 
 def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.Optimizer:
-    """Adam over trainable parameters; weight decay is Adam's L2 term, on biases too."""
+    """Adam over trainable parameters; weight decay is Adam's L2 term, on biases too.
+
+    FIRM's parameters form a second group with LR ``train.lr * train.firm_lr_mult`` (the
+    schedule scales both groups alike)."""
+    firm = getattr(model, "firm", None)
+    firm_ids = {id(p) for p in firm.parameters()} if firm is not None else set()
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.Adam(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    groups = [{"params": [p for p in params if id(p) not in firm_ids]}]
+    if firm_ids:
+        firm_params = [p for p in params if id(p) in firm_ids]
+        groups.append({"params": firm_params, "lr": train_cfg.lr * train_cfg.firm_lr_mult})
+    return torch.optim.Adam(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
 
 
 def build_scheduler(optimizer, train_cfg) -> torch.optim.lr_scheduler.LambdaLR:

@@ -77,6 +77,7 @@ def build_run(cfg, device: torch.device, dist: DistInfo, log=print) -> RunParts:
             dist.world_size,
             device,
             with_clear=False,
+            batch_size=cfg.data.real_batch_size,
         )
     val = None
     if val_q:

@@ -71,3 +71,24 @@ class QualityMeter:
             "SSIM": float(np.mean(self.ssim)),
             "num_images": len(self.psnr),
         }
+
+
+def haze_statistics(images: torch.Tensor, patch: int = 15) -> dict:
+    """No-reference statistics of images (N, 3, H, W) in [0, 1], means over the images.
+
+    ``dark_channel``: mean of the dark channel (min over RGB and a ``patch`` window; haze
+    raises it, He et al.); ``rms_contrast``: standard deviation of the luminance (mean of
+    RGB; haze lowers it); ``tv_per_pixel``: mean absolute difference of horizontal and
+    vertical neighbours per channel (noise and checkerboard artefacts raise it).
+    """
+    x = images.detach().float().clamp(0, 1)
+    m = x.amin(1, keepdim=True)
+    dark = -torch.nn.functional.max_pool2d(-m, patch, stride=1, padding=patch // 2)
+    lum = x.mean(1).flatten(1)
+    dx = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1)
+    dy = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
+    return {
+        "dark_channel": float(dark.flatten(1).mean(1).mean()),
+        "rms_contrast": float(lum.std(1, unbiased=False).mean()),
+        "tv_per_pixel": float(((dx + dy) / 2).mean()),
+    }

@@ -66,9 +66,12 @@ class LossComposer:
         j_enh = out.restored[1]
         j_unit = (j_enh + 1) / 2 if self.tanh_output else j_enh
         c = self.cfg
-        terms["color_entropy"] = c.lambda_ce * color_entropy_loss(j_unit)
+        # the released code's L_CE (hard histogram) and L_SC (detached) give no gradient
+        j_ce = j_unit if c.ce_grad else j_unit.detach()
+        terms["color_entropy"] = c.lambda_ce * color_entropy_loss(j_ce)
         terms["dark_channel"] = c.lambda_dc * dark_channel_loss(j_unit, c.dc_patch)
         terms["total_variation"] = c.lambda_tv * total_variation_loss(j_unit)
         if self.method in USES_SC:
-            terms["self_constraint"] = c.lambda_sc * self_constraint_loss(j_enh, foggy, c.sc_mode)
+            j_sc = j_enh if c.sc_grad else j_enh.detach()
+            terms["self_constraint"] = c.lambda_sc * self_constraint_loss(j_sc, foggy, c.sc_mode)
         return self._total(terms)

@@ -71,20 +71,27 @@ class FIRM(nn.Module):
     """Restores J_fake and J_enh at input resolution from CFSM features F_C (stride ``stride``)."""
 
     def __init__(
-        self, in_ch: int, stride: int, stem_ch: int = 64, res_blocks: int = 1, output: str = "unit"
+        self,
+        in_ch: int,
+        stride: int,
+        stem_ch: int = 64,
+        res_blocks: int = 1,
+        output: str = "unit",
+        width: int = 64,
     ):
         super().__init__()
         if stride < 4 or 2 ** int(math.log2(stride)) != stride:
             raise ValueError(f"FIRM needs a power-of-two feature stride >= 4, got {stride}")
         self.output = output
         self.stride = stride
-        self.head = _stage(in_ch, 64, res_blocks, upsample=False)
+        w = width  # 64 as released; smaller widths are a speed option for CPU runs
+        self.head = _stage(in_ch, w, res_blocks, upsample=False)
         # extra x2 stages for deeper CFSM splits (Table 5), until the features are at 1/4
         extra = int(math.log2(stride // 4))
-        self.extra = nn.Sequential(*(_stage(64, 64, res_blocks, True) for _ in range(extra)))
-        self.up1 = _stage(64 + stem_ch, 64, res_blocks, upsample=True)  # 1/4 -> 1/2
-        self.up2 = _stage(64, 32, res_blocks, upsample=True)  # 1/2 -> 1/1
-        self.dehaze = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(32, 3, 7))
+        self.extra = nn.Sequential(*(_stage(w, w, res_blocks, True) for _ in range(extra)))
+        self.up1 = _stage(w + stem_ch, w, res_blocks, upsample=True)  # 1/4 -> 1/2
+        self.up2 = _stage(w, w // 2, res_blocks, upsample=True)  # 1/2 -> 1/1
+        self.dehaze = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(w // 2, 3, 7))
         self.enhance = PyramidEnhance(6, 20)
         self._init_weights()
 

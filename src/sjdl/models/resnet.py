@@ -125,9 +125,11 @@ class ResNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def stem(self) -> nn.Sequential:
-        """The stem as one module (conv1, bn1, relu, maxpool); shares parameters with self."""
-        return nn.Sequential(self.conv1, self.bn1, self.relu, self.maxpool)
+    skip_stage = 0  # f1 for FIRM = stem output (stride 4)
+
+    def stem_modules(self) -> dict[str, nn.Module]:
+        """The stem's modules by their torchvision names, in forward order."""
+        return {"conv1": self.conv1, "bn1": self.bn1, "relu": self.relu, "maxpool": self.maxpool}
 
 
 @dataclass
@@ -168,9 +170,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
-def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
-    """Copy matching tensors from a local file into ``model``; report the rest, never download."""
+def load_pretrained(model: nn.Module, path: str | Path, key_map=None) -> LoadReport:
+    """Copy matching tensors from a local file into ``model``; report the rest, never download.
+
+    ``key_map`` (optional) rewrites the file's state dict first (e.g. an older key layout)."""
     state = read_state_dict(path)
+    if key_map is not None:
+        state = key_map(state)
     own = model.state_dict()
     loaded, mismatched = [], []
     for key, value in state.items():

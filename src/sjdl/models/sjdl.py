@@ -10,7 +10,10 @@ from torch import nn
 
 from .dcn import ChannelAttention, DCNBlock
 from .firm import FIRM
+from .mobilenet import MobileNetV2, canonical_keys
+from .mobilenet import torchvision_view as mobilenet_view
 from .resnet import LoadReport, ResNet, load_pretrained
+from .weights import resolve_pretrained
 
 SPLIT_DEPTH = {"conv2": 1, "conv3": 2, "conv4": 3, "conv5": 4}  # layers in CFSM
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -30,37 +33,40 @@ class SJDLOutput:
 class CFSM(nn.Module):
     """Collective feature sharing module: stem + layer1 (Conv_2) or deeper (Table 5)."""
 
-    def __init__(self, resnet: ResNet, depth: int):
+    def __init__(self, backbone: ResNet | MobileNetV2, depth: int):
         super().__init__()
-        self.conv1, self.bn1, self.relu, self.maxpool = (
-            resnet.conv1,
-            resnet.bn1,
-            resnet.relu,
-            resnet.maxpool,
-        )
+        stem = backbone.stem_modules()
+        self.stem_names = list(stem)
+        for name, module in stem.items():
+            setattr(self, name, module)
         self.layer_names = [f"layer{i}" for i in range(1, depth + 1)]
         for name in self.layer_names:
-            setattr(self, name, getattr(resnet, name))
-        self.out_channels = resnet.out_channels[depth]
+            setattr(self, name, getattr(backbone, name))
+        self.out_channels = backbone.out_channels[depth]
+        self.skip_stage = backbone.skip_stage
+        self.skip_channels = backbone.out_channels[self.skip_stage]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (F_C, f1): the shared features and the stem output at 1/4 resolution."""
-        f1 = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        y = f1
-        for name in self.layer_names:
-            y = getattr(self, name)(y)
-        return y, f1
+        """Return (F_C, f1): the shared features and the stride-4 skip features for FIRM."""
+        for name in self.stem_names:
+            x = getattr(self, name)(x)
+        f1 = x
+        for stage, name in enumerate(self.layer_names, 1):
+            x = getattr(self, name)(x)
+            if stage == self.skip_stage:
+                f1 = x
+        return x, f1
 
 
 class ReIDM(nn.Module):
     """Re-identification module: the remaining ResNet layers, GAP and BNNeck (frozen bias)."""
 
-    def __init__(self, resnet: ResNet, depth: int, neck: str = "bnneck"):
+    def __init__(self, backbone: ResNet | MobileNetV2, depth: int, neck: str = "bnneck"):
         super().__init__()
         self.layer_names = [f"layer{i}" for i in range(depth + 1, 5)]
         for name in self.layer_names:
-            setattr(self, name, getattr(resnet, name))
-        channels = resnet.out_channels[4]
+            setattr(self, name, getattr(backbone, name))
+        channels = backbone.out_channels[4]
         self.dcn = self.attention = None
         if neck == "dcn_attention":  # released code's extra neck (spec §1.2)
             self.dcn = DCNBlock(channels, 512)
@@ -81,7 +87,7 @@ class ReIDM(nn.Module):
 
 
 class _BackboneView(nn.Module):
-    """Shares the backbone layers of a model under torchvision's key names (no copies)."""
+    """Shares the ResNet layers of a model under torchvision's key names (no copies)."""
 
     def __init__(self, cfsm: CFSM, reidm: ReIDM):
         super().__init__()
@@ -105,16 +111,22 @@ class SJDL(nn.Module):
         with_firm: bool = True,
         firm_res_blocks: int = 1,
         firm_output: str = "unit",
+        firm_width: int = 64,
         normalize: str = "imagenet",
         retrieval_feature: str = "post_bn",
     ):
         super().__init__()
         if split not in SPLIT_DEPTH:
             raise ValueError(f"unknown split '{split}', expected one of {', '.join(SPLIT_DEPTH)}")
-        resnet = ResNet(backbone, last_stride)
+        self.backbone_name = backbone
+        net = (
+            MobileNetV2(last_stride)
+            if backbone == "mobilenet_v2"
+            else ResNet(backbone, last_stride)
+        )
         depth = SPLIT_DEPTH[split]
-        self.cfsm = CFSM(resnet, depth)
-        self.reidm = ReIDM(resnet, depth, neck)
+        self.cfsm = CFSM(net, depth)
+        self.reidm = ReIDM(net, depth, neck)
         self.feat_dim = self.reidm.feat_dim
         self.retrieval_feature = retrieval_feature
         self.heads = nn.ModuleDict()
@@ -126,7 +138,14 @@ class SJDL(nn.Module):
         self.firm = None
         if with_firm:
             stride = 4 * 2 ** (depth - 1) if depth < 4 else 16 * last_stride
-            self.firm = FIRM(self.cfsm.out_channels, stride, 64, firm_res_blocks, firm_output)
+            self.firm = FIRM(
+                self.cfsm.out_channels,
+                stride,
+                self.cfsm.skip_channels,
+                firm_res_blocks,
+                firm_output,
+                firm_width,
+            )
         mean, std = (
             (IMAGENET_MEAN, IMAGENET_STD) if normalize == "imagenet" else ((0,) * 3, (1,) * 3)
         )
@@ -135,12 +154,19 @@ class SJDL(nn.Module):
 
     # -- backbone weights -------------------------------------------------------------------
     def backbone(self) -> nn.Module:
-        """The ResNet layers under torchvision key names (shared, not copied)."""
+        """The backbone layers under torchvision key names (shared, not copied)."""
+        if self.backbone_name == "mobilenet_v2":
+            layers = [getattr(m, n) for m in (self.cfsm, self.reidm) for n in m.layer_names]
+            return mobilenet_view(self.cfsm.stem, layers)
         return _BackboneView(self.cfsm, self.reidm)
 
     def load_pretrained(self, path: str) -> LoadReport:
-        """Load local ImageNet weights (torchvision or IBN-Net format) into CFSM and ReIDM."""
-        return load_pretrained(self.backbone(), path)
+        """Load ImageNet weights (torchvision/IBN-Net file, or ``imagenet`` = bundled MobileNetV2)
+        into CFSM and ReIDM; both MobileNetV2 key layouts are accepted."""
+        key_map = canonical_keys if self.backbone_name == "mobilenet_v2" else None
+        return load_pretrained(
+            self.backbone(), resolve_pretrained(path, self.backbone_name), key_map
+        )
 
     # -- forward ----------------------------------------------------------------------------
     def _check_firm_size(self, images: torch.Tensor) -> None:

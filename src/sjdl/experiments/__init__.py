@@ -1,0 +1,1 @@
+"""Orchestration of whole experiments (demo, calibration, study) from library pieces."""
