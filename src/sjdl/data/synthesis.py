@@ -184,6 +184,7 @@ def fog_folder(
         refuse_overwrite(jobs, dst)
     stage = dst / STAGE
     shutil.rmtree(stage, ignore_errors=True)  # left by a killed run
+    created = not dst.exists()
     try:
         rows = _run(
             plan_jobs(src, stage, copies),
@@ -199,6 +200,8 @@ def fog_folder(
         _publish(stage, dst)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if created and dst.is_dir() and not any(dst.iterdir()):
+            dst.rmdir()  # a failed run leaves no trace
     return dst / MANIFEST
 
 
