@@ -78,7 +78,7 @@ def test_fog_folder_seeded_manifest_and_depth(tmp_path):
     src = _clear_set(tmp_path / "clear")
     depth_dir = tmp_path / "depth"
     depth_dir.mkdir()
-    np.save(depth_dir / "0000_c001_train.npy", np.zeros((4, 4)))  # depth 0: no fog at all
+    np.save(depth_dir / "0000_c001_train.npy", np.zeros((10, 6)))  # depth 0: no fog; half size
     m1 = fog_folder(src, tmp_path / "a", depth_dir, copies=2, seed=3, workers=2)
     m2 = fog_folder(src, tmp_path / "b", depth_dir, copies=2, seed=3, workers=1)
     rows = list(csv.DictReader(m1.open()))
@@ -90,7 +90,7 @@ def test_fog_folder_seeded_manifest_and_depth(tmp_path):
         assert foggy.read_bytes() == (tmp_path / "b" / row["file"]).read_bytes()
         assert 0.4 <= float(row["beta"]) <= 1.6 and 0.5 <= float(row["airlight"]) <= 1.0
     zero = [r for r in rows if r["source"] == "train/0000_c001_train.jpg"]
-    assert all(r["depth_source"].endswith("0000_c001_train.npy") for r in zero)
+    assert all(r["depth_source"].endswith("0000_c001_train.npy (resized from 10x6)") for r in zero)
     f, c = (
         read_image(tmp_path / "a" / zero[0]["file"].replace("_foggy", k))
         for k in ("_foggy", "_clear")

@@ -25,10 +25,18 @@ def _model(checkpoint, device=None):
 
 def _errors():
     from ..data import DatasetError
+    from ..data.io import ImageReadError
     from ..models.io import CheckpointError
     from ..retrieval import IndexError_
 
-    return (DatasetError, CheckpointError, IndexError_, FileNotFoundError, ValueError)
+    return (
+        DatasetError,
+        CheckpointError,
+        IndexError_,
+        FileNotFoundError,
+        ValueError,
+        ImageReadError,
+    )
 
 
 def export_command(
@@ -73,26 +81,46 @@ def _embed_with_bar(model, records, cfg, dev):
     return feats, [(str(r.path), r.pid, r.camid) for r in kept]
 
 
+def _new_only(index, records):
+    """Records whose path is not in the index yet; says how many were already there."""
+    have = index.paths()
+    new = [r for r in records if str(r.path) not in have]
+    if len(new) < len(records):
+        dup = next(r for r in records if str(r.path) in have)
+        console.print(
+            f"[yellow]skipped {len(records) - len(new)} image(s) already in the index, "
+            f"e.g. {dup.path}"
+        )
+    return new
+
+
 @index_app.command("build")
 def index_build(
     gallery: Path = typer.Argument(..., help="Folder of gallery images (searched recursively)."),
     checkpoint: Path = CKPT,
     output: Path = typer.Option(..., "--output", "-o", help="Index folder to write."),
     kind: str = typer.Option("flat", help="flat (exact), hnsw or ivf (approximate)."),
+    overwrite: bool = typer.Option(
+        False, help="Replace a non-empty OUTPUT folder (an index or not); inputs never."
+    ),
 ):
     """Embed every gallery image and write a FAISS index with its metadata."""
-    from ..retrieval import GalleryIndex, fingerprint, image_records
+    from ..retrieval import GalleryIndex, fingerprint, folder_lock, image_records
+    from ..retrieval.outputs import check_index_output
 
     try:
-        model, cfg, dev, ckpt = _model(checkpoint)
-        records = image_records([gallery])
-        feats, meta = _embed_with_bar(model, records, cfg, dev)
-        index = GalleryIndex.create(
-            feats.shape[1], fingerprint(ckpt), kind, cfg.test.metric, cfg.to_yaml(), len(feats)
-        )
-        index.manifest["checkpoint"] = str(ckpt.resolve())
-        index.add(feats, meta)
-        index.save(output)
+        check_index_output(output, [gallery, checkpoint], overwrite)
+        with folder_lock(output):
+            model, cfg, dev, ckpt = _model(checkpoint)
+            check_index_output(output, [gallery, ckpt], overwrite)
+            records = image_records([gallery])
+            feats, meta = _embed_with_bar(model, records, cfg, dev)
+            index = GalleryIndex.create(
+                feats.shape[1], fingerprint(ckpt), kind, cfg.test.metric, cfg.to_yaml(), len(feats)
+            )
+            index.manifest["checkpoint"] = str(ckpt.resolve())
+            index.add(feats, meta)
+            index.save(output)
     except _errors() as e:
         fail(str(e))
     console.print(f"index {output}: {len(meta)} images, {feats.shape[1]}-d, {kind}")
@@ -104,20 +132,27 @@ def index_add(
     images: list[Path] = typer.Argument(..., help="Images or folders to append."),
     checkpoint: Path | None = typer.Option(None, help="Default: the one the index was built with."),
 ):
-    """Append images to an index (refused if the checkpoint differs from the index's)."""
-    from ..retrieval import GalleryIndex, fingerprint, image_records
+    """Append images to an index (refused if the checkpoint differs from the index's); images
+    already in it (same path) are skipped. Concurrent writers are refused, not lost."""
+    from ..models.io import resolve_checkpoint
+    from ..retrieval import GalleryIndex, fingerprint, folder_lock, image_records
 
     try:
-        index = GalleryIndex.load(index_dir)
-        ckpt_arg = checkpoint or Path(index.manifest["checkpoint"])
-        model, cfg, dev, ckpt = _model(ckpt_arg)
-        index.check_fingerprint(fingerprint(ckpt), ckpt)
-        feats, meta = _embed_with_bar(model, image_records(images), cfg, dev)
-        index.add(feats, meta)
-        index.save(index_dir)
+        with folder_lock(index_dir):
+            index = GalleryIndex.load(index_dir)
+            ckpt = resolve_checkpoint(checkpoint or Path(index.manifest["checkpoint"]))
+            index.check_fingerprint(fingerprint(ckpt), ckpt)
+            records = _new_only(index, image_records(images))
+            if not records:
+                console.print(f"index {index_dir}: nothing new to add ({len(index.rows)} images)")
+                return
+            model, cfg, dev, ckpt = _model(ckpt)
+            feats, meta = _embed_with_bar(model, records, cfg, dev)
+            index.add(feats, meta)
+            index.save(index_dir)
     except _errors() as e:
         fail(str(e))
-    console.print(f"index {index_dir}: {len(index.rows)} images")
+    console.print(f"index {index_dir}: {len(index.rows)} images (+{len(meta)})")
 
 
 def search_command(
@@ -139,6 +174,8 @@ def search_command(
 
     try:
         index = GalleryIndex.load(index_dir)
+        if not index.rows:
+            fail(f"{index_dir}: the index is empty (0 images); add images with sjdl index add")
         model, cfg, dev, ckpt = _model(checkpoint or Path(index.manifest["checkpoint"]))
         index.check_fingerprint(fingerprint(ckpt), ckpt)
         records = image_records([query])
@@ -177,41 +214,71 @@ def defog_command(
         "firm", help="firm (the trained FIRM) or dcp (dark channel prior, He et al.)."
     ),
     reference: Path | None = typer.Option(
-        None, help="Folder of clear images (same names): report PSNR/SSIM."
+        None, help="Folder of clear images (same relative paths or names): report PSNR/SSIM."
     ),
+    overwrite: bool = typer.Option(False, help="Replace restored images of an earlier run."),
 ):
-    """Restore foggy images of any size with FIRM or the dark channel prior."""
-    from ..data.io import read_image, save_image
+    """Restore foggy images of any size with FIRM or the dark channel prior.
+
+    A folder's images keep their relative paths under -o; unreadable images are skipped and
+    reported; inputs are never overwritten."""
+    from ..data.io import ImageReadError, read_image, save_image
     from ..evaluation import QualityMeter
-    from ..retrieval import defog_dcp, defog_firm, image_records
+    from ..retrieval import defog_dcp, defog_firm
+    from ..retrieval.outputs import plan_defog_outputs
 
     if method not in ("firm", "dcp"):
         fail(f"--method {method}: expected firm or dcp")
     if method == "firm" and checkpoint is None:
         fail("--method firm needs --checkpoint (or use --method dcp)")
+    skipped: list[str] = []
+    skipped_refs: list[str] = []
     try:
+        plan = plan_defog_outputs(inputs, output, overwrite)
         model, dev = (None, "cpu")
         if method == "firm":
             model, _, dev, _ = _model(checkpoint)
             if model.firm is None:
                 fail(f"{checkpoint}: the model has no FIRM (method=baseline)")
-        records = image_records(inputs)
         meter, before = QualityMeter(), QualityMeter()
         with progress_bar() as bar:
-            task = bar.add_task(f"defogging ({method})", total=len(records))
-            for rec in records:
-                img = read_image(rec.path)[None]
+            task = bar.add_task(f"defogging ({method})", total=len(plan))
+            for src, dst, rel in plan:
+                bar.advance(task)
+                try:
+                    img = read_image(src)[None]
+                except ImageReadError as e:
+                    skipped.append(str(e))
+                    continue
                 out = defog_firm(model, img.to(dev)) if model else defog_dcp(img)
-                save_image(out[0].cpu(), output / rec.path.name)
-                ref = reference / rec.path.name if reference else None
-                if ref is not None and ref.is_file():
-                    clear = read_image(ref)[None]
+                save_image(out[0].cpu(), dst)
+                ref = _reference(reference, rel)
+                try:
+                    clear = read_image(ref)[None] if ref is not None else None
+                except ImageReadError as e:
+                    skipped_refs.append(str(e))
+                    clear = None
+                if clear is not None:
                     meter.update(out.cpu(), clear)
                     before.update(img, clear)
-                bar.advance(task)
     except _errors() as e:
         fail(str(e))
-    console.print(f"wrote {len(records)} restored image(s) to {output}")
+    done = len(plan) - len(skipped)
+    if skipped:
+        more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
+        console.print(
+            f"[yellow]skipped {len(skipped)} unreadable image(s): {'; '.join(skipped[:3])}{more}",
+            highlight=False,
+        )
+    if skipped_refs:
+        console.print(
+            f"[yellow]{len(skipped_refs)} unreadable reference image(s) left out of PSNR/SSIM, "
+            f"e.g. {skipped_refs[0]}",
+            highlight=False,
+        )
+    if not done:
+        fail(f"none of the {len(plan)} image(s) could be read; nothing written")
+    console.print(f"wrote {done} restored image(s) to {output}")
     if meter.psnr:
         a, b = before.result(), meter.result()
         console.print(
@@ -219,6 +286,16 @@ def defog_command(
             f"{a['PSNR']:.2f} dB / SSIM {a['SSIM']:.4f} -> restored PSNR "
             f"{b['PSNR']:.2f} dB / SSIM {b['SSIM']:.4f}"
         )
+
+
+def _reference(folder: Path | None, rel: Path) -> Path | None:
+    """The clear image for ``rel``: same relative path, else same file name, else none."""
+    if folder is None:
+        return None
+    for ref in (folder / rel, folder / rel.name):
+        if ref.is_file():
+            return ref
+    return None
 
 
 def register(app: typer.Typer) -> None:

@@ -27,7 +27,9 @@ def fog(
     preset: str = typer.Option("paper", help="beta/airlight ranges: paper or official."),
     beta: tuple[float, float] | None = typer.Option(None, help="Explicit beta range LO HI."),
     airlight: tuple[float, float] | None = typer.Option(None, help="Airlight range LO HI."),
-    overwrite: bool = typer.Option(False, help="Replace existing output files."),
+    overwrite: bool = typer.Option(
+        False, help="Replace earlier output folders (they then hold exactly the new set)."
+    ),
     require_depth: bool = typer.Option(False, help="Fail when an image has no depth file."),
     workers: int = typer.Option(2, min=1, help="Processes (default: both cores)."),
 ):
@@ -69,6 +71,15 @@ def fog(
         f"wrote {total} foggy/clear pairs to {dst}; manifest: {manifest} "
         f"(beta {beta_range}, airlight {airlight_range})"
     )
+    import csv
+
+    with manifest.open(newline="") as f:
+        resized = [r["depth_source"] for r in csv.DictReader(f) if "(resized" in r["depth_source"]]
+    if resized:
+        console.print(
+            f"[yellow]{len(resized)} depth map(s) had another size than their image and were "
+            f"resized (same aspect ratio), e.g. {resized[0]}; see depth_source in the manifest"
+        )
 
 
 def register(app: typer.Typer) -> None:

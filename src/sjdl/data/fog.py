@@ -51,10 +51,35 @@ def read_depth(path: str | Path) -> np.ndarray:
 
     PNG values are divided by the bit depth's maximum (255 or 65535). Arrays from .npy/.mat
     (the first 2-D numeric variable of a .mat) are used as they are when already in [0, 1],
-    otherwise min-max normalised per image.
+    otherwise min-max normalised per image. Unreadable files, negative depths and constant
+    maps outside [0, 1] are errors that name the file.
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix not in DEPTH_EXTENSIONS:
+        raise ValueError(f"{path}: unsupported depth format (use {', '.join(DEPTH_EXTENSIONS)})")
+    try:
+        arr = _load_depth(path, suffix)
+    except Exception as e:  # any decoder failure (truncated, pickled, not an image/array)
+        raise ValueError(f"{path}: cannot read depth map ({e})") from None
+    if suffix == ".png":
+        return arr
+    arr = arr.squeeze()
+    if arr.ndim != 2:
+        raise ValueError(f"{path}: expected a 2-D depth map, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{path}: depth map contains NaN or inf")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0:
+        raise ValueError(f"{path}: depth map has negative values (min {lo:g}); depth is a distance")
+    if hi > 1:
+        if hi == lo:
+            raise ValueError(f"{path}: constant depth {lo:g} outside [0, 1] cannot be normalised")
+        arr = (arr - lo) / (hi - lo)
+    return arr
+
+
+def _load_depth(path: Path, suffix: str) -> np.ndarray:
     if suffix == ".png":
         from PIL import Image
 
@@ -65,32 +90,20 @@ def read_depth(path: str | Path) -> np.ndarray:
         scale = 65535.0 if arr.dtype == np.uint16 or arr.max() > 255 else 255.0
         return (arr.astype(np.float32) / scale).clip(0, 1)
     if suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
-    elif suffix == ".mat":
-        from scipy.io import loadmat
+        return np.asarray(np.load(path, allow_pickle=False), dtype=np.float32)
+    from scipy.io import loadmat
 
-        arrays = [
-            v
-            for k, v in loadmat(path).items()
-            if not k.startswith("__")
-            and isinstance(v, np.ndarray)
-            and v.ndim == 2
-            and np.issubdtype(v.dtype, np.number)
-        ]
-        if not arrays:
-            raise ValueError(f"{path}: no 2-D numeric variable found")
-        arr = arrays[0]
-    else:
-        raise ValueError(f"{path}: unsupported depth format (use {', '.join(DEPTH_EXTENSIONS)})")
-    arr = np.asarray(arr, dtype=np.float32).squeeze()
-    if arr.ndim != 2:
-        raise ValueError(f"{path}: expected a 2-D depth map, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{path}: depth map contains NaN or inf")
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo < 0 or hi > 1:
-        arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-    return arr
+    arrays = [
+        v
+        for k, v in loadmat(path).items()
+        if not k.startswith("__")
+        and isinstance(v, np.ndarray)
+        and v.ndim == 2
+        and np.issubdtype(v.dtype, np.number)
+    ]
+    if not arrays:
+        raise ValueError("no 2-D numeric variable found")
+    return np.asarray(arrays[0], dtype=np.float32)
 
 
 def find_depth(depth_dir: Path, image_name: str) -> Path | None:

@@ -1,8 +1,16 @@
-"""``sjdl fog``: turn a folder of clear ReID images into an FVRID_syn-style paired foggy set."""
+"""``sjdl fog``: turn a folder of clear ReID images into an FVRID_syn-style paired foggy set.
+
+Everything is written into ``DST/.sjdl-fog-partial/`` first; only when every image is done do
+the ``<split>_foggy``/``<split>_clear`` folders replace those in DST (one rename each) and the
+manifest is written last. A failed or interrupted run leaves DST as it was (no partial files;
+a leftover staging folder is removed by the next run), and with ``overwrite`` the output
+folders hold exactly the files of the manifest.
+"""
 
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +33,9 @@ SPLIT_FOLDERS = {
     "image_test": "gallery",
 }
 MANIFEST_FIELDS = ["file", "source", "beta", "airlight", "depth_source"]
+MANIFEST = "fog_manifest.csv"
+STAGE = ".sjdl-fog-partial"
+OUTPUT_FOLDERS = [f"{s}_{k}" for s in ("train", "query", "gallery") for k in ("foggy", "clear")]
 
 
 @dataclass(frozen=True)
@@ -66,14 +77,30 @@ def plan_jobs(src: Path, dst: Path, copies: int = 1) -> list[FogJob]:
 
 
 def refuse_overwrite(jobs: list[FogJob], dst: Path) -> None:
-    """Raise when any output (or the manifest) already exists."""
-    outputs = [dst / "fog_manifest.csv"] + [p for j in jobs for p in (j.foggy, j.clear)]
-    existing = [str(p) for p in outputs if p.exists()]
+    """Raise when the manifest, any planned output or any file in an output folder exists."""
+    outputs = [dst / MANIFEST] + [p for j in jobs for p in (j.foggy, j.clear)]
+    existing = dict.fromkeys(str(p) for p in outputs if p.exists())
+    for name in OUTPUT_FOLDERS:
+        if (dst / name).is_dir():
+            existing.update(dict.fromkeys(str(f) for f in sorted((dst / name).iterdir())))
+    existing = list(existing)
     if existing:
         raise DatasetError(
-            f"{existing[0]} exists ({len(existing)} output file(s) would be overwritten); "
-            "pass --overwrite or choose another destination"
+            f"{existing[0]} exists ({len(existing)} output file(s) would be overwritten or "
+            "left beside the new set); pass --overwrite or choose another destination"
         )
+
+
+def refuse_inputs_in_outputs(src: Path, depth_dir: Path | None, dst: Path) -> None:
+    """Raise when the sources or depth maps lie in an output folder this command replaces."""
+    for name in (*OUTPUT_FOLDERS, STAGE):
+        out = (dst / name).resolve()
+        for what, folder in (("source", src), ("depth", depth_dir)):
+            if folder is not None and out in (folder.resolve(), *folder.resolve().parents):
+                raise DatasetError(
+                    f"{folder}: the {what} folder lies in {dst / name}, which sjdl fog "
+                    "writes; choose another destination"
+                )
 
 
 def _depth_for(job: FogJob, depth_dir: Path | None, h: int, w: int):
@@ -81,9 +108,16 @@ def _depth_for(job: FogJob, depth_dir: Path | None, h: int, w: int):
         path = find_depth(depth_dir, job.source.name)
         if path is not None:
             d = torch.from_numpy(read_depth(path))[None, None]
-            if d.shape[-2:] != (h, w):
-                d = F.interpolate(d, size=(h, w), mode="bicubic", align_corners=False)
-            return d[0].clamp(0, 1), str(path)
+            dh, dw = d.shape[-2:]
+            if (dh, dw) == (h, w):
+                return d[0], str(path)
+            shape = f"depth map is {dh}x{dw} (HxW) but {job.source} is {h}x{w}"
+            if (dh, dw) == (w, h):
+                raise DatasetError(f"{path}: {shape}: transposed?")
+            if abs(dh * w - dw * h) > max(h, w):  # another aspect ratio, beyond rounding
+                raise DatasetError(f"{path}: {shape}: the aspect ratios differ")
+            d = F.interpolate(d, size=(h, w), mode="bicubic", align_corners=False)
+            return d[0].clamp(0, 1), f"{path} (resized from {dh}x{dw})"
     return builtin_depth(h, w), "builtin:ground-plane"
 
 
@@ -135,16 +169,43 @@ def fog_folder(
 ) -> Path:
     """Write the paired set and ``dst/fog_manifest.csv``; return the manifest path.
 
-    Refuses to overwrite existing outputs unless ``overwrite``. ``progress(n_done)`` is
-    called as images finish. Results do not depend on ``workers``.
+    Refuses existing outputs unless ``overwrite`` (then the output folders are replaced and
+    hold exactly the manifest's files), and sources or depth maps inside the output folders.
+    Nothing in ``dst`` changes unless every image succeeds. ``progress(n_done)`` is called as
+    images finish. Results do not depend on ``workers``.
     """
     src, dst = Path(src), Path(dst)
     depth_dir = Path(depth_dir) if depth_dir else None
     if depth_dir is not None and not depth_dir.is_dir():
         raise DatasetError(f"{depth_dir}: depth folder not found")
     jobs = plan_jobs(src, dst, copies)
+    refuse_inputs_in_outputs(src, depth_dir, dst)
     if not overwrite:
         refuse_overwrite(jobs, dst)
+    stage = dst / STAGE
+    shutil.rmtree(stage, ignore_errors=True)  # left by a killed run
+    created = not dst.exists()
+    try:
+        rows = _run(
+            plan_jobs(src, stage, copies),
+            seed,
+            beta_range,
+            airlight_range,
+            depth_dir,
+            require_depth,
+            workers,
+            progress,
+        )
+        _write_manifest(stage / MANIFEST, rows, stage, src)
+        _publish(stage, dst)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        if created and dst.is_dir() and not any(dst.iterdir()):
+            dst.rmdir()  # a failed run leaves no trace
+    return dst / MANIFEST
+
+
+def _run(jobs, seed, beta_range, airlight_range, depth_dir, require_depth, workers, progress):
     rest = (seed, beta_range, airlight_range, depth_dir, require_depth)
     chunks = [jobs[i : i + 16] for i in range(0, len(jobs), 16)]
     rows: list[dict] = []
@@ -160,21 +221,39 @@ def fog_folder(
             rows += part
             if progress:
                 progress(len(part))
-    manifest = dst / "fog_manifest.csv"
-    tmp = manifest.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
+    return rows
+
+
+def _write_manifest(path: Path, rows: list[dict], root: Path, src: Path) -> None:
+    with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, MANIFEST_FIELDS)
         writer.writeheader()
         for row in rows:
             writer.writerow(
                 {
                     **row,
-                    "file": str(Path(row["file"]).relative_to(dst)),
+                    "file": str(Path(row["file"]).relative_to(root)),
                     "source": str(Path(row["source"]).relative_to(src)),
                 }
             )
-    tmp.replace(manifest)
-    return manifest
 
 
-__all__ = ["FogJob", "refuse_overwrite", "fog_folder", "fog_one", "plan_jobs"]
+def _publish(stage: Path, dst: Path) -> None:
+    """Swap the staged output folders into ``dst`` (earlier ones go), manifest last."""
+    (dst / MANIFEST).unlink(missing_ok=True)  # no manifest while the folders change
+    for name in OUTPUT_FOLDERS:
+        if (dst / name).exists():
+            os.replace(dst / name, stage / f".old-{name}")
+        if (stage / name).exists():
+            os.replace(stage / name, dst / name)
+    os.replace(stage / MANIFEST, dst / MANIFEST)
+
+
+__all__ = [
+    "FogJob",
+    "fog_folder",
+    "fog_one",
+    "plan_jobs",
+    "refuse_inputs_in_outputs",
+    "refuse_overwrite",
+]

@@ -14,23 +14,43 @@ from ..data.records import IMAGE_EXTENSIONS, ImageRecord, parse_name
 from ..data.transforms import PairedTransform
 
 
-def image_records(paths: list[Path]) -> list[ImageRecord]:
-    """Records for image files or folders of images; pid/camid parsed when names allow."""
-    files: list[Path] = []
-    for p in paths:
-        p = Path(p)
+def image_files(paths: list[Path]) -> list[tuple[Path, Path]]:
+    """(file, path relative to its input) for image files and folders of images (recursive).
+
+    A folder's images keep their path below the folder; a file given directly is its own name.
+    Broken or looping symlinks are kept (reading them fails and is reported as unreadable)."""
+    files: list[tuple[Path, Path]] = []
+    for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
-        elif p.is_file():
-            files.append(p)
+            found = [f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS]
+            files += sorted((f, f.relative_to(p)) for f in found if not f.is_dir())
+        elif p.is_file() or p.is_symlink():
+            files.append((p, Path(p.name)))
         else:
             raise FileNotFoundError(f"{p}: no such image or folder")
     if not files:
         raise FileNotFoundError(f"no images (.jpg/.jpeg/.png/.bmp) in {', '.join(map(str, paths))}")
-    out = []
-    for f in files:
+    return files
+
+
+def _absolute(f: Path) -> Path:
+    try:
+        return f.resolve(strict=True)
+    except (OSError, RuntimeError):  # a broken or looping symlink: read_image reports it
+        return f.absolute()
+
+
+def image_records(paths: list[Path]) -> list[ImageRecord]:
+    """Records for image files or folders of images; pid/camid parsed when names allow.
+    A file reached twice (listed twice, or through a symlink) gives one record."""
+    out, seen = [], set()
+    for f, _ in image_files(paths):
+        path = _absolute(f)
+        if path in seen:
+            continue
+        seen.add(path)
         parsed = parse_name(f.name) or (-1, -1)
-        out.append(ImageRecord(f.resolve(), parsed[0], parsed[1]))
+        out.append(ImageRecord(path, parsed[0], parsed[1]))
     return out
 
 
@@ -47,15 +67,17 @@ def embed(
     """(embeddings (N, D) float32, kept records, skipped paths) in record order."""
     ds = ReIDDataset(records, PairedTransform(tuple(size)), with_clear=False)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate)
-    feats, kept, skipped = [], [], []
+    feats, kept, skipped, errors = [], [], [], []
     model.eval()
     for batch in loader:
         skipped += [p for p, _ in batch["skipped"]]
+        errors += [e for _, e in batch["skipped"]]
         if "img" in batch:
             feats.append(model.extract_features(batch["img"].to(device)).float().cpu())
             kept += [records[int(i)] for i in batch["index"]]
             if progress:
                 progress(len(batch["img"]))
     if not feats:
-        raise ValueError("none of the images could be read")
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ValueError(f"none of the images could be read: {errors[0]}{more}")
     return torch.cat(feats).numpy().astype(np.float32), kept, skipped

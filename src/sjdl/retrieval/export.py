@@ -23,7 +23,8 @@ class EmbeddingNet(nn.Module):
 
 
 class RestorationNet(nn.Module):
-    """Foggy images (N, 3, H, W) in [0, 1], sides multiples of 32 -> J_enh (N, 3, H, W)."""
+    """Foggy images (N, 3, H, W) in [0, 1], sides multiples of 32 -> J_enh (N, 3, H, W),
+    clamped to [0, 1] as ``sjdl defog`` writes it."""
 
     def __init__(self, model):
         super().__init__()
@@ -32,34 +33,40 @@ class RestorationNet(nn.Module):
     def forward(self, images):
         m = self.model
         f_c, f1 = m.cfsm((images - m.pixel_mean) / m.pixel_std)
-        return m.firm(images, f_c, f1)[1]
+        return m.firm(images, f_c, f1)[1].clamp(0, 1)
 
 
 def export_onnx(
     model, path: str | Path, size=(384, 384), restoration: bool = False, opset: int = 18
 ) -> Path:
     """Write ``path`` (.onnx). The batch axis is dynamic; height and width are fixed to
-    ``size`` (the model's input size). The model is put in eval mode first."""
+    ``size`` (the model's input size). The model is put in eval mode first. The file is
+    written to ``<path>.tmp`` and renamed; the temporary file is removed on failure."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: give a file name, e.g. {path / 'model.onnx'}")
     model = model.eval().cpu()
     if restoration and model.firm is None:
         raise ValueError("this model has no FIRM (method=baseline): nothing to export")
     net = (RestorationNet(model) if restoration else EmbeddingNet(model)).eval()
     example = torch.rand(2, 3, *size)
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     batch = torch.export.Dim("batch", min=1, max=4096)
-    torch.onnx.export(
-        net,
-        (example,),
-        str(tmp),
-        input_names=["images"],
-        output_names=["restored" if restoration else "embeddings"],
-        dynamic_shapes={"images": {0: batch}},
-        opset_version=opset,
-        dynamo=True,
-        external_data=False,
-        verbose=False,
-    )
-    tmp.replace(path)
+    try:
+        torch.onnx.export(
+            net,
+            (example,),
+            str(tmp),
+            input_names=["images"],
+            output_names=["restored" if restoration else "embeddings"],
+            dynamic_shapes={"images": {0: batch}},
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

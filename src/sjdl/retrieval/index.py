@@ -3,7 +3,8 @@
 Layout of an index folder: ``index.faiss`` (vectors), ``metadata.csv`` (row, path, pid,
 camid, added), ``manifest.json`` (fingerprint of the checkpoint and config that made the
 embeddings, dimension, kind, metric, count). Every write goes to a fresh temporary folder
-that replaces the old one in a single rename, so an interrupted write never leaves a mix.
+that replaces the old one in a single rename, so an interrupted write never leaves a mix;
+writers hold ``folder_lock`` (see ``lock.py``) so two of them cannot lose each other's rows.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 KINDS = ("flat", "hnsw", "ivf")
 FIELDS = ["row", "path", "pid", "camid", "added"]
+FORMAT = "sjdl-index-1"
 
 
 class IndexError_(ValueError):
@@ -90,7 +92,7 @@ class GalleryIndex:
         n_train: int = 0,
     ) -> GalleryIndex:
         manifest = {
-            "format": "sjdl-index-1",
+            "format": FORMAT,
             "fingerprint": fp,
             "dim": dim,
             "kind": kind,
@@ -106,9 +108,19 @@ class GalleryIndex:
             v = v / np.linalg.norm(v, axis=1, keepdims=True).clip(min=1e-12)
         return v
 
+    def paths(self) -> set[str]:
+        """The image paths already in the index."""
+        return {r["path"] for r in self.rows}
+
     def add(self, vectors: np.ndarray, records: list[tuple[str, int, int]]) -> None:
+        """Append vectors and their (path, pid, camid); a path already present is an error."""
         if len(vectors) != len(records):
             raise ValueError("one metadata record per vector is needed")
+        seen = self.paths()
+        for p, _, _ in records:
+            if p in seen:
+                raise IndexError_(f"{p} is already in the index (or twice in this batch)")
+            seen.add(p)
         v = self._prepare(vectors)
         if not self.index.is_trained:
             if len(v) < self.index.nlist:
@@ -128,6 +140,8 @@ class GalleryIndex:
 
     def search(self, queries: np.ndarray, top_k: int = 10) -> list[list[Hit]]:
         """Nearest gallery items per query; distances are Euclidean (or 1 - cosine)."""
+        if not self.rows:
+            raise IndexError_("the index is empty (0 images): add images with sjdl index add")
         k = min(top_k, len(self.rows))
         scores, ids = self.index.search(self._prepare(queries), k)
         out = []
@@ -185,8 +199,7 @@ class GalleryIndex:
             raise IndexError_(
                 f"{files[0]}: cannot read the FAISS index ({str(e).splitlines()[0]})"
             ) from None
-        with files[1].open(newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = _read_rows(files[1])
         if not (index.ntotal == len(rows) == manifest.get("count")) or index.d != manifest.get(
             "dim"
         ):
@@ -204,3 +217,33 @@ class GalleryIndex:
                 f"{fp[:12]} vs {self.manifest['fingerprint'][:12]}); embeddings from different "
                 "models cannot be mixed: rebuild the index or pass the original checkpoint"
             )
+
+
+def _read_rows(path: Path) -> list[dict]:
+    """metadata.csv rows, checked: the columns are there and row/pid/camid are integers."""
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in FIELDS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise IndexError_(f"{path}: missing column(s) {', '.join(missing)}")
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise IndexError_(f"{path}: corrupted ({e})") from None
+    for line, row in enumerate(rows, start=2):
+        for key in ("row", "pid", "camid"):
+            try:
+                row[key] = int(row[key])
+            except (TypeError, ValueError):
+                raise IndexError_(
+                    f"{path} line {line}: {key} {row[key]!r} is not an integer"
+                ) from None
+    return rows
+
+
+def is_index(folder: str | Path) -> bool:
+    """Whether ``folder`` holds an sjdl index (its manifest names the format)."""
+    try:
+        return json.loads((Path(folder) / "manifest.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
