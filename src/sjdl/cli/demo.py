@@ -84,7 +84,7 @@ def run_demo(out: Path, quick: bool = False, extra: list[str] | None = None) -> 
         run = out / method
         console.rule(f"[bold]{method}[/]: training on the demo set")
         t = time.perf_counter()
-        train(cfg, run, log=console.print, progress=EpochProgress())
+        train(cfg, run, log=console.print, progress=EpochProgress(), overwrite=True)
         t_train = time.perf_counter() - t
         device = resolve_device(cfg.train.device)
         model, cfg_run, _ = load_model(run, device)
