@@ -114,6 +114,18 @@ def test_inconsistent_weights_and_state_resume_from_a_consistent_pair(fvrid, tmp
     assert "last.safetensors" in log and "does not match" in log
 
 
+def test_state_without_weights_must_match_last_safetensors(fvrid, tmp_path):
+    run = tmp_path / "run"
+    train_run(_cfg(fvrid), run, **QUIET)
+    ck = run / "checkpoints"
+    old = torch.load(ck / "last_state.pt", weights_only=True)
+    del old["model"]  # a state written before it carried the weights
+    train_run(_cfg(fvrid, "train.epochs=2"), run, resume=True, **QUIET)
+    torch.save(old, ck / "last_state.pt")  # epoch 1, while last.safetensors is at epoch 2
+    result = _cli("train", "--resume", run, "train.epochs=3")
+    _one_line_error(result, "last.safetensors (epoch 2", "does not match", "last_state.pt")
+
+
 # -- 12 / R7: epoch means ---------------------------------------------------------------
 def test_epoch_means_after_mid_epoch_resume(fvrid, tmp_path, monkeypatch):
     calls = {"n": 0}

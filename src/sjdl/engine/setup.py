@@ -109,8 +109,10 @@ def build_run(cfg, device: torch.device, dist: DistInfo, log=print) -> RunParts:
     val = None
     if val_q:
         bs = cfg.test.batch_size
-        # trained on fogged clear images: validate on (fixed) fogged ones, not clear ones
-        val_fog = fog if cfg.data.fog_on_the_fly and not cfg.train.select_on_test else None
+        # images that are their own clear target (VeRi/folder data with on-the-fly fog) are
+        # fogged for validation too, the same fog every time: else clear meets clear
+        own_clear = any(r.clear == r.path for r in val_q + val_g)
+        val_fog = fog if cfg.data.fog_on_the_fly and own_clear else None
         val = (
             eval_loader(val_q, cfg.data, bs, device, with_clear=True, fog_preset=val_fog),
             eval_loader(val_g, cfg.data, bs, device, with_clear=True, fog_preset=val_fog),
