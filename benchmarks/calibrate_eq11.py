@@ -86,7 +86,7 @@ REAL_CROPS = 64
 def measure(name: str, overrides: list[str], out: Path, base: list[str]) -> dict:
     cfg = load_config("demo", ["method=sjdl", *base, *overrides])
     run = out / "runs" / str(abs(hash(name)) % 10**8)
-    seconds = train_run(cfg, run, log=lambda *a, **k: None)
+    seconds = train_run(cfg, run, log=lambda *a, **k: None, overwrite=True)
     device = resolve_device(cfg.train.device)
     model, cfg = load_run(run, device)
     data = read_dataset(cfg.data, with_real=True)

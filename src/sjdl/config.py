@@ -350,6 +350,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.real_every: expected an integer >= 1")
     if cfg.data.num_ids < 2 or cfg.data.num_instances < 2:
         raise ConfigError("data.num_ids and data.num_instances: expected >= 2 (triplet mining)")
+    _check_ranges(cfg)
 
 
 def resolve_device(name: str = "auto"):
@@ -359,3 +360,17 @@ def resolve_device(name: str = "auto"):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Numbers that parse but make no sense (each names its key)."""
+    checks = [
+        ("train.epochs", cfg.train.epochs, cfg.train.epochs >= 1, "an integer >= 1"),
+        ("train.val_ids", cfg.train.val_ids, cfg.train.val_ids >= 0, "an integer >= 0 (0 = none)"),
+        ("train.lr", cfg.train.lr, cfg.train.lr > 0, "a number > 0"),
+        ("test.batch_size", cfg.test.batch_size, cfg.test.batch_size >= 1, "an integer >= 1"),
+        ("data.workers", cfg.data.workers, cfg.data.workers >= 0, "an integer >= 0"),
+    ]
+    for key, value, ok, expected in checks:
+        if not ok:
+            raise ConfigError(f"{key}: got {value!r}, expected {expected}")

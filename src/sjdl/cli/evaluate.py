@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
@@ -24,19 +28,76 @@ def progress_bar() -> Progress:
     )
 
 
+def _get(cfg, key: str):
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _put(cfg, key: str, value) -> None:
+    *path, last = key.split(".")
+    for part in path:
+        cfg = getattr(cfg, part)
+    setattr(cfg, last, copy.deepcopy(value))
+
+
+def _fixed_keys(ckpt_cfg) -> list[str]:
+    """Keys a checkpoint fixes: its method, every model key but the pretrained file (nested
+    sections flattened), its evaluation input size."""
+    keys = ["method", "data.size_test"]
+    for k, v in dataclasses.asdict(ckpt_cfg.model).items():
+        if k != "pretrained":
+            keys += [f"model.{k}.{sub}" for sub in v] if isinstance(v, dict) else [f"model.{k}"]
+    return keys
+
+
+def checkpoint_wins(cfg, ckpt_cfg, overrides, ckpt_path) -> list[str]:
+    """Give ``cfg`` the checkpoint's model and input size. A command-line override that
+    differs is an error; a differing config-file value is replaced (returned as notes)."""
+    from ..config import ConfigError, parse_overrides
+
+    given = parse_overrides(overrides or [])
+    notes = []
+    for key in _fixed_keys(ckpt_cfg):
+        mine, theirs = _get(cfg, key), _get(ckpt_cfg, key)
+        if mine == theirs:
+            continue
+        if key in given:
+            raise ConfigError(
+                f"{key}={mine} conflicts with the checkpoint {ckpt_path} ({key}={theirs}): "
+                "the model and input size of a checkpoint cannot be changed at evaluation"
+            )
+        notes.append(f"{key}={theirs} (the config says {mine})")
+        _put(cfg, key, theirs)
+    return notes
+
+
 def load_for_eval(checkpoint, config, overrides, device_name=None):
-    """(model, cfg, data): the model from the checkpoint (or fresh), data from the config."""
+    """(model, cfg, data, device): the model from the checkpoint (or fresh), data from the
+    config; with a checkpoint, its model and input size win over the config."""
     from ..config import ConfigError, load_config, resolve_device
     from ..data import read_dataset
     from ..models import build_model
-    from ..models.io import load_model, read_metadata
+    from ..models.io import checkpoint_config, load_model, read_metadata, resolve_checkpoint
 
-    if checkpoint is not None and config is None:  # the run's own config, with overrides
+    if checkpoint is not None:
+        checkpoint = resolve_checkpoint(checkpoint)
         meta = read_metadata(checkpoint)
+        ckpt_cfg = checkpoint_config(checkpoint, meta)
         try:
-            cfg = load_config(overrides=overrides or [], text=meta["config"])
+            if config is None:  # the run's own config, with overrides
+                cfg = load_config(overrides=overrides or [], text=meta["config"])
+            else:
+                cfg = config_from_cli(config, overrides)
+            notes = checkpoint_wins(cfg, ckpt_cfg, overrides, checkpoint)
         except ConfigError as e:
             fail(str(e))
+        if notes:
+            err_console.print(
+                f"[yellow]from the checkpoint {escape(str(checkpoint))}:[/] "
+                + escape("; ".join(notes)),
+                highlight=False,
+            )
     else:
         cfg = config_from_cli(config, overrides)
     device = resolve_device(device_name or cfg.train.device)
@@ -55,14 +116,19 @@ def run_eval(
     data,
     device,
     out_dir: Path,
-    rerank=False,
-    flip=False,
+    rerank=None,
+    flip=None,
     visualize=False,
     title="sjdl eval",
+    checkpoint: Path | None = None,
 ):
-    """Evaluate, print the table, write metrics.json (+ pictures and report.html)."""
+    """Evaluate, print the table, write metrics.json (+ pictures and report.html).
+    ``rerank`` / ``flip`` default to ``test.rerank`` / ``test.flip`` of ``cfg``."""
     from ..data import eval_loader
     from ..evaluation.evaluator import evaluate
+
+    rerank = cfg.test.rerank if rerank is None else rerank
+    flip = cfg.test.flip if flip is None else flip
 
     bs = cfg.test.batch_size
     ql = eval_loader(data.query, cfg.data, bs, device, with_clear=True)
@@ -83,12 +149,19 @@ def run_eval(
     console.print(table)
     console.print(
         f"{result.ranking.num_valid} queries ranked, {result.ranking.num_skipped} "
-        f"skipped (no match in another camera); feature {cfg.test.feature}, "
-        f"{cfg.test.metric}, flip {flip}, re-ranking {rerank}"
+        f"skipped (no match in another camera){_unreadable(result.skipped, data)}; "
+        f"feature {cfg.test.feature}, {cfg.test.metric}, flip {flip}, re-ranking {rerank}, "
+        f"size {cfg.data.size_test[0]}x{cfg.data.size_test[1]}",
+        highlight=False,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     info = {
         "metrics": metrics,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "checkpoint_sha256": None if checkpoint is None else sha256(checkpoint),
+        "method": cfg.method,
+        "backbone": cfg.model.backbone,
+        "size_test": list(cfg.data.size_test),
         "feature": cfg.test.feature,
         "metric": cfg.test.metric,
         "normalize": cfg.test.normalize,
@@ -102,6 +175,27 @@ def run_eval(
     if visualize:
         write_pictures(result, data, out_dir, title, metrics)
     return result
+
+
+def _unreadable(paths: list[str], data) -> str:
+    """', N unreadable image(s) not ranked (q query, g gallery): first few' or ''."""
+    if not paths:
+        return ""
+    queries = {str(r.path) for r in data.query}
+    nq = sum(p in queries for p in paths)
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    return (
+        f", {len(paths)} unreadable image(s) not used ({nq} query, {len(paths) - nq} "
+        f"gallery: {shown})"
+    )
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_pictures(result, data, out_dir: Path, title: str, metrics: dict) -> Path:
@@ -127,21 +221,29 @@ def eval_command(
     config: str | None = typer.Option(None, "--config", "-c", help="YAML or bundled name."),
     checkpoint: Path | None = typer.Option(None, help="Weights file or run folder."),
     overrides: list[str] | None = typer.Argument(None, help="Dotted overrides key=value."),
-    rerank: bool = typer.Option(False, help="k-reciprocal re-ranking."),
-    flip: bool = typer.Option(False, help="Average features of image and mirror."),
+    rerank: bool | None = typer.Option(
+        None, "--rerank/--no-rerank", help="k-reciprocal re-ranking (default: test.rerank)."
+    ),
+    flip: bool | None = typer.Option(
+        None, "--flip/--no-flip", help="Average features of image and mirror (default: test.flip)."
+    ),
     visualize: bool = typer.Option(False, help="Write rank lists, restorations, report.html."),
     output: Path = typer.Option(Path("runs/eval"), "--output", "-o", help="Output folder."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 (default: train.device)."),
 ):
     """Evaluate a model on the foggy query/gallery: mAP, mINP, CMC, PSNR/SSIM of J_enh."""
     from ..data import DatasetError
-    from ..models.io import CheckpointError
+    from ..data.io import ImageReadError
+    from ..models.io import CheckpointError, resolve_checkpoint
 
+    if output.exists() and not output.is_dir():
+        fail(f"{output}: is a file; -o expects a folder (for metrics.json and pictures)")
     try:
         model, cfg, data, dev = load_for_eval(checkpoint, config, overrides, device)
         console.print(data.summary(), highlight=False)
-        run_eval(model, cfg, data, dev, output, rerank, flip, visualize)
-    except (DatasetError, CheckpointError, FileNotFoundError) as e:
+        ckpt = None if checkpoint is None else resolve_checkpoint(checkpoint)
+        run_eval(model, cfg, data, dev, output, rerank, flip, visualize, checkpoint=ckpt)
+    except (DatasetError, CheckpointError, FileNotFoundError, ImageReadError) as e:
         fail(str(e))
     console.print(
         f"wrote {output / 'metrics.json'}" + (f" and {output / 'report.html'}" if visualize else "")

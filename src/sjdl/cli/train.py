@@ -17,10 +17,15 @@ def train_command(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Run folder (default: train.output_dir)."
     ),
+    overwrite: bool = typer.Option(
+        False, help="Replace the run already in the output folder (else it is refused)."
+    ),
 ):
     """Train SJDL (or baseline / jdl / sjdl_wo_sc) on FVRID or your own data."""
     from ..data import DatasetError
+    from ..data.io import ImageReadError
     from ..engine import NonFiniteLossError, train
+    from ..engine.rundir import RunExistsError
     from ..models.io import CheckpointError
 
     if resume is not None:
@@ -38,9 +43,21 @@ def train_command(
         )
     try:
         summary = train(
-            cfg, run_dir, resume is not None, log=console.print, progress=EpochProgress()
+            cfg,
+            run_dir,
+            resume is not None,
+            log=console.print,
+            progress=EpochProgress(),
+            overwrite=overwrite,
         )
-    except (DatasetError, CheckpointError, FileNotFoundError, NonFiniteLossError) as e:
+    except (
+        DatasetError,
+        CheckpointError,
+        FileNotFoundError,
+        RunExistsError,
+        ImageReadError,
+        NonFiniteLossError,
+    ) as e:
         fail(str(e))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None

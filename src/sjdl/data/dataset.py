@@ -6,7 +6,7 @@ import warnings
 from collections.abc import Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from .fog import FOG_PRESETS, random_fog
 from .io import ImageReadError, read_image
@@ -14,13 +14,24 @@ from .records import ImageRecord
 from .sampler import PKSampler, RandomBatchSampler
 from .transforms import PairedTransform
 
+STRICT_NOTE = "(data.strict=true stops at unreadable images)"
+
+
+def raise_if_strict(batch: dict, strict: bool) -> None:
+    """In the main process: the first unreadable image of ``batch`` as an error."""
+    if strict and batch.get("skipped"):
+        raise ImageReadError(f"{batch['skipped'][0][1]} {STRICT_NOTE}")
+
 
 class ReIDDataset(Dataset):
     """Items: dict(img = ReID input, foggy, clear (or absent), pid, camid, index).
 
-    An unreadable image gives ``{"bad": path, "error": message}`` (``strict=False``) that
-    ``collate`` drops and counts, or raises ``ImageReadError`` (``strict=True``). With
-    ``fog_on_the_fly`` the foggy image is synthesised from the clear one on every load.
+    An unreadable image gives ``{"bad": path, "error": message}`` that ``collate`` drops and
+    ``BadImageLog`` counts; with ``strict=True`` it raises ``ImageReadError`` instead (in a
+    loader worker the item is passed on and the main process raises, so the error stays
+    one line). With ``fog_on_the_fly`` the foggy image is synthesised from the clear one
+    (records without a clear image, e.g. real foggy ones, are used as they are): on every
+    load, or, with ``fog_seed`` set (validation), the same fog for an image every time.
     """
 
     def __init__(
@@ -31,6 +42,7 @@ class ReIDDataset(Dataset):
         strict: bool = False,
         fog_on_the_fly: bool = False,
         fog_preset: str = "paper",
+        fog_seed: int | None = None,
     ):
         self.records = list(records)
         self.transform = transform
@@ -38,16 +50,20 @@ class ReIDDataset(Dataset):
         self.strict = strict
         self.fog_on_the_fly = fog_on_the_fly
         self.fog_ranges = FOG_PRESETS[fog_preset]
+        self.fog_seed = fog_seed
         self.max_side = max(transform.size)
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def _load(self, rec: ImageRecord):
-        use_clear = self.with_clear and rec.clear is not None
-        clear = read_image(rec.clear, self.max_side) if use_clear or self.fog_on_the_fly else None
+    def _load(self, rec: ImageRecord, index: int):
+        want_clear = self.with_clear or self.fog_on_the_fly
+        clear = read_image(rec.clear, self.max_side) if want_clear and rec.clear else None
         if self.fog_on_the_fly and clear is not None:
-            foggy = random_fog(clear[None], None, *self.fog_ranges)[0]
+            gen = None
+            if self.fog_seed is not None:
+                gen = torch.Generator().manual_seed(self.fog_seed * 1_000_003 + index)
+            foggy = random_fog(clear[None], gen, *self.fog_ranges)[0]
         else:
             foggy = read_image(rec.path, self.max_side)
         if clear is not None and clear.shape != foggy.shape:
@@ -60,10 +76,10 @@ class ReIDDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         rec = self.records[index]
         try:
-            foggy, clear = self._load(rec)
+            foggy, clear = self._load(rec, index)
         except ImageReadError as e:
-            if self.strict:
-                raise
+            if self.strict and get_worker_info() is None:
+                raise ImageReadError(f"{e} {STRICT_NOTE}") from None
             return {"bad": str(rec.path), "error": str(e)}
         reid, foggy, clear = self.transform(foggy, clear)
         item = {"img": reid, "foggy": foggy, "pid": rec.pid, "camid": rec.camid, "index": index}
@@ -88,12 +104,15 @@ def collate(items: list[dict]) -> dict:
 
 
 class BadImageLog:
-    """Counts images skipped because they could not be read; one warning per file."""
+    """Counts images skipped because they could not be read; one warning per file.
+    With ``strict`` the first one is an ``ImageReadError``."""
 
-    def __init__(self):
+    def __init__(self, strict: bool = False):
         self.skipped: dict[str, str] = {}
+        self.strict = strict
 
     def update(self, batch: dict) -> None:
+        raise_if_strict(batch, self.strict)
         for path, error in batch.get("skipped", []):
             if path not in self.skipped:
                 warnings.warn(f"skipped unreadable image: {error}", stacklevel=2)
@@ -156,11 +175,24 @@ def train_loader(
 
 
 def eval_loader(
-    records, data_cfg, batch_size: int = 64, device=None, with_clear: bool = False
+    records,
+    data_cfg,
+    batch_size: int = 64,
+    device=None,
+    with_clear: bool = False,
+    fog_preset: str | None = None,
 ) -> DataLoader:
-    """Images in record order, resized to ``data.size_test``, no augmentation."""
+    """Images in record order, resized to ``data.size_test``, no augmentation. With
+    ``fog_preset`` the images are fogged from their clear partner, the same way each time
+    (validation when training with ``data.fog_on_the_fly``)."""
     ds = ReIDDataset(
-        records, PairedTransform(tuple(data_cfg.size_test)), with_clear, data_cfg.strict
+        records,
+        PairedTransform(tuple(data_cfg.size_test)),
+        with_clear,
+        data_cfg.strict,
+        fog_on_the_fly=fog_preset is not None,
+        fog_preset=fog_preset or "paper",
+        fog_seed=0 if fog_preset is not None else None,
     )
     return DataLoader(
         ds, batch_size=batch_size, shuffle=False, **_loader_kwargs(data_cfg.workers, device)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..data import eval_loader, read_dataset, train_loader
-from ..data.records import split_validation
+from ..data.records import DatasetError, split_validation
 from ..losses import LossComposer
 from ..models import build_model
 from .distributed import DistInfo
@@ -36,6 +36,30 @@ class RunParts:
     num_real_ids: int
 
 
+def check_batch_fits(data_cfg, data, uses_real: bool) -> None:
+    """P identities x K images per batch must fit the training (and real) data."""
+    p, k = data_cfg.num_ids, data_cfg.num_instances
+    if uses_real and not data.real_train:
+        raise DatasetError(
+            f"this method trains on real foggy images too, but {data.name} has none: use "
+            "method=jdl or method=baseline, or an FVRID layout with a real set"
+        )
+    sets = [("training", data.num_train_ids)]
+    if uses_real and data.real_labelled:
+        sets.append(("real training", data.num_real_ids))
+    for name, n in sets:
+        if p > n:
+            raise DatasetError(
+                f"data.num_ids={p} is larger than the {n} {name} identities: "
+                f"set data.num_ids to at most {n}"
+            )
+    if uses_real and not data.real_labelled and len(data.real_train) < p * k:
+        raise DatasetError(
+            f"a real batch needs data.num_ids x data.num_instances = {p * k} images, the "
+            f"unlabelled real set has {len(data.real_train)}"
+        )
+
+
 def build_run(cfg, device: torch.device, dist: DistInfo, log=print) -> RunParts:
     composer = LossComposer(cfg.loss, cfg.method, cfg.model.firm.output)
     data = read_dataset(cfg.data, with_real=composer.uses_real)
@@ -54,6 +78,7 @@ def build_run(cfg, device: torch.device, dist: DistInfo, log=print) -> RunParts:
                 f"{cfg.train.val_ids if not cfg.train.select_on_test else 'test'} held-out ids"
             )
     num_syn, num_real = data.num_train_ids, data.num_real_ids
+    check_batch_fits(cfg.data, data, composer.uses_real)
     seed_everything(cfg.train.seed)  # same initial weights on every rank
     model = build_model(cfg, num_syn, num_real)
     report = getattr(model, "pretrained_report", None)
@@ -66,7 +91,10 @@ def build_run(cfg, device: torch.device, dist: DistInfo, log=print) -> RunParts:
     scheduler = build_scheduler(optimizer, cfg.train)
     needs_clear = cfg.method != "baseline" or cfg.data.fog_on_the_fly
     seed = cfg.train.seed
-    syn = train_loader(data.train, cfg.data, seed, dist.rank, dist.world_size, device, needs_clear)
+    fog = cfg.preset  # on-the-fly fog draws beta/A from the preset's ranges
+    syn = train_loader(
+        data.train, cfg.data, seed, dist.rank, dist.world_size, device, needs_clear, fog
+    )
     real = None
     if composer.uses_real:
         real = train_loader(
@@ -82,8 +110,12 @@ def build_run(cfg, device: torch.device, dist: DistInfo, log=print) -> RunParts:
     val = None
     if val_q:
         bs = cfg.test.batch_size
+        # images that are their own clear target (VeRi/folder data with on-the-fly fog) are
+        # fogged for validation too, the same fog every time: else clear meets clear
+        own_clear = any(r.clear == r.path for r in val_q + val_g)
+        val_fog = fog if cfg.data.fog_on_the_fly and own_clear else None
         val = (
-            eval_loader(val_q, cfg.data, bs, device, with_clear=True),
-            eval_loader(val_g, cfg.data, bs, device, with_clear=True),
+            eval_loader(val_q, cfg.data, bs, device, with_clear=True, fog_preset=val_fog),
+            eval_loader(val_g, cfg.data, bs, device, with_clear=True, fog_preset=val_fog),
         )
     return RunParts(data, model, composer, optimizer, scheduler, syn, real, val, num_syn, num_real)

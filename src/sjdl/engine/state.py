@@ -1,17 +1,23 @@
-"""Training state next to the weights: optimiser, scheduler, scaler, epoch, sampler and RNG.
+"""Training state: model weights, optimiser, scheduler, scaler, epoch, sampler and RNG.
 
-Saved with ``torch.save`` of plain containers and tensors only, loaded with
-``weights_only=True`` (nothing arbitrary is unpickled); written atomically.
+One file, so weights and state can never disagree (``last.safetensors`` is an export of
+the same weights for evaluation). Saved with ``torch.save`` of plain Python containers,
+numbers and tensors only, loaded with ``weights_only=True`` (nothing arbitrary is
+unpickled); written atomically.
 """
 
 from __future__ import annotations
 
-import os
+import io
+import pickle
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..models.io import CheckpointError, first_line, write_atomic
 
 
 def rng_state() -> dict:
@@ -41,17 +47,43 @@ def set_rng_state(state: dict) -> None:
     random.setstate(_to_tuples(state["python"]))
 
 
+def plain(x):
+    """``x`` with numpy scalars/arrays turned into Python numbers/tensors, recursively (a
+    weights-only load refuses numpy types)."""
+    if isinstance(x, dict):
+        return {k: plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(plain(v) for v in x)
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x.copy())
+    return x
+
+
 def save_state(path: str | Path, state: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    buf = io.BytesIO()
+    torch.save(plain(state), buf)
+    return write_atomic(path, buf.getbuffer())
 
 
 def load_state(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: training state not found (cannot resume)")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refused: it holds pickled Python objects a weights-only load does not "
+            f"run ({first_line(e)})"
+        ) from None
+    except Exception as e:  # truncated or not a torch file
+        raise CheckpointError(
+            f"{path}: cannot read the training state ({first_line(e)}); it is damaged"
+        ) from None
+    if not isinstance(state, dict) or "epoch" not in state:
+        raise CheckpointError(f"{path}: not an sjdl training state")
+    return state

@@ -18,11 +18,12 @@ from torch import nn
 from ..config import Config, resolve_device
 from ..data import BadImageLog
 from ..evaluation.evaluator import evaluate
-from ..models.io import save_weights
+from ..models.io import write_atomic
+from .checkpointing import Checkpointing
 from .distributed import DistInfo, all_reduce_mean, barrier, device_for, init_distributed
 from .logger import RunLogger
+from .rundir import check_new_run, clear_run, remove_stale_temporaries
 from .setup import build_run, seed_everything
-from .state import load_state, rng_state, save_state, set_rng_state
 
 
 class NonFiniteLossError(RuntimeError):
@@ -45,18 +46,26 @@ class JointForward(nn.Module):
         return out_syn, out_real
 
 
-class Trainer:
+class Trainer(Checkpointing):
     """Builds a run from a config, trains it, and keeps it resumable."""
 
     def __init__(
-        self, cfg: Config, run_dir: str | Path, resume: bool = False, log=print, progress=None
+        self,
+        cfg: Config,
+        run_dir: str | Path,
+        resume: bool = False,
+        log=print,
+        progress=None,
+        overwrite: bool = False,
     ):
         self.cfg, self.run_dir = cfg, Path(run_dir)
+        if not resume:
+            check_new_run(self.run_dir, overwrite)
         self.dist: DistInfo = init_distributed(resolve_device(cfg.train.device))
         self.device = device_for(self.dist, resolve_device(cfg.train.device))
         self.print = log if self.dist.is_main else (lambda *a, **k: None)
         self.progress = progress
-        self.logger = RunLogger(self.run_dir, self.dist.is_main, cfg.train.tensorboard)
+        self.logger, self._pending = None, []  # lines logged before the run folder exists
         self.parts = p = build_run(cfg, self.device, self.dist, self._log)
         self.model = p.model
         self.cuda_amp = cfg.train.amp and self.device.type == "cuda"
@@ -78,71 +87,40 @@ class Trainer:
         self.joint = joint
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best_map, self.bad_steps = -1.0, 0
-        self.bad_images = BadImageLog()
-        if self.dist.is_main:
-            (self.run_dir / "config.yaml").write_text(cfg.to_yaml())
-        if resume:
-            self._resume()
+        self.epoch_sums: dict[str, float] = {}  # loss sums of the epoch so far, and counts
+        self.epoch_counts: dict[str, int] = {}
+        self.bad_images = BadImageLog(cfg.data.strict)
+        self._open_run(resume, overwrite)
+        try:
+            if resume:
+                self._resume()
+            if self.dist.is_main:
+                write_atomic(self.run_dir / "config.yaml", cfg.to_yaml().encode())
+        except BaseException:
+            self.logger.close()
+            raise
 
     # -- logging ---------------------------------------------------------------------------
+    def _open_run(self, resume: bool, overwrite: bool) -> None:
+        """The start worked: only now is the run folder written (a failed start leaves none)."""
+        if self.dist.is_main and not resume and overwrite:
+            gone = clear_run(self.run_dir)
+            if gone:
+                self._log(f"--overwrite: removed the earlier run's {', '.join(gone)}")
+        self.logger = RunLogger(self.run_dir, self.dist.is_main, self.cfg.train.tensorboard)
+        for line in self._pending:
+            self.logger.line(line)
+        self._pending = []
+        if self.dist.is_main:
+            for p in remove_stale_temporaries(self.ckpt_dir):
+                self._log(f"removed stale temporary {p} (left by an interrupted save)")
+
     def _log(self, message: str) -> None:
         self.print(message)
-        self.logger.line(message)
-
-    # -- checkpoints -----------------------------------------------------------------------
-    @property
-    def ckpt_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
-
-    def _save(self, name: str, interrupted: bool = False) -> None:
-        if not self.dist.is_main:
-            return
-        p = self.parts
-        save_weights(
-            self.model,
-            self.ckpt_dir / f"{name}.safetensors",
-            self.cfg,
-            p.num_syn_ids,
-            p.num_real_ids,
-            {"epoch": str(self.epoch)},
-        )
-        if name == "best":
-            return
-        save_state(
-            self.ckpt_dir / "last_state.pt",
-            {
-                "epoch": self.epoch,
-                "step_in_epoch": self.step_in_epoch if interrupted else 0,
-                "global_step": self.global_step,
-                "best_map": self.best_map,
-                "optimizer": p.optimizer.state_dict(),
-                "scheduler": p.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict(),
-                "rng": rng_state(),
-                "syn_loader_gen": p.syn_loader.generator.get_state(),
-                "real_loader_gen": p.real_loader.generator.get_state() if p.real_loader else None,
-            },
-        )
-
-    def _resume(self) -> None:
-        from ..models.io import read_checkpoint
-
-        state_dict, _ = read_checkpoint(self.ckpt_dir / "last.safetensors")
-        self.model.load_state_dict(state_dict, strict=True)
-        st = load_state(self.ckpt_dir / "last_state.pt")
-        self.parts.optimizer.load_state_dict(st["optimizer"])
-        self.parts.scheduler.load_state_dict(st["scheduler"])
-        self.scaler.load_state_dict(st["scaler"])
-        set_rng_state(st["rng"])
-        self.parts.syn_loader.generator.set_state(st["syn_loader_gen"])
-        if self.parts.real_loader is not None and st.get("real_loader_gen") is not None:
-            self.parts.real_loader.generator.set_state(st["real_loader_gen"])
-        self.epoch, self.step_in_epoch = st["epoch"], st["step_in_epoch"]
-        self.global_step, self.best_map = st["global_step"], st["best_map"]
-        where = (
-            f" step {self.step_in_epoch} of epoch {self.epoch + 1}" if self.step_in_epoch else ""
-        )
-        self._log(f"resumed from {self.ckpt_dir} after epoch {self.epoch}{where}")
+        if self.logger is None:
+            self._pending.append(message)
+        else:
+            self.logger.line(message)
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -156,7 +134,7 @@ class Trainer:
                 metrics = self._validate() if self.epoch % cfg.eval_every == 0 else None
                 self._save("last")
                 if metrics is not None and metrics["mAP"] > self.best_map:
-                    self.best_map = metrics["mAP"]
+                    self.best_map = float(metrics["mAP"])
                     self._save("best")
                 barrier(self.dist)
         except KeyboardInterrupt:
@@ -192,7 +170,10 @@ class Trainer:
         task = (
             self.progress.start(f"epoch {epoch}/{cfg.epochs}", n_steps) if self.progress else None
         )
-        t0, images, sums = time.perf_counter(), 0, {}
+        if self.step_in_epoch == 0:
+            self.epoch_sums, self.epoch_counts = {}, {}
+        sums, counts = self.epoch_sums, self.epoch_counts
+        t0, images = time.perf_counter(), 0
         for batch in p.syn_loader:
             if self.step_in_epoch >= n_steps:
                 break
@@ -209,8 +190,9 @@ class Trainer:
             images += len(batch["img"]) + (
                 len(real["img"]) if real is not None and "img" in real else 0
             )
-            for k, v in terms.items():
+            for k, v in terms.items():  # real/* terms exist only on steps with a real batch
                 sums[k] = sums.get(k, 0.0) + v
+                counts[k] = counts.get(k, 0) + 1
             rate = images / max(time.perf_counter() - t0, 1e-9)
             if self.progress:
                 self.progress.update(task, self.step_in_epoch, terms.get("loss", math.nan), rate)
@@ -218,8 +200,7 @@ class Trainer:
                 self.logger.scalars(
                     self.global_step, {**terms, "lr": lr, "images_per_s": rate, "epoch": epoch}
                 )
-        n = max(self.step_in_epoch, 1)
-        means = {k: v / n for k, v in sums.items()}
+        means = {k: v / counts[k] for k, v in sums.items()}
         rate = images / max(time.perf_counter() - t0, 1e-9)
         self.logger.scalars(
             self.global_step,
@@ -242,10 +223,18 @@ class Trainer:
         to = {"device": dev, "non_blocking": True}
         if self.cfg.train.channels_last:
             to["memory_format"] = torch.channels_last
-        args = [batch["img"].to(**to), batch["foggy"].to(**to)]
+        # FIRM's input differs from the ReID input only with random erasing; the same tensor
+        # otherwise tells the model that one CFSM pass serves both
+        erased = self.cfg.data.random_erasing > 0
+
+        def pair(b):
+            img = b["img"].to(**to)
+            return [img, b["foggy"].to(**to) if erased else img]
+
+        args = pair(batch)
         has_real = real is not None and "img" in real
         if has_real:
-            args += [real["img"].to(**to), real["foggy"].to(**to)]
+            args += pair(real)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda_amp):
             out_syn, out_real = self.joint(*args)
             clear = batch["clear"].to(dev) if "clear" in batch else None
@@ -286,6 +275,12 @@ class Trainer:
         ql, gl = self.parts.val_loaders
         result = evaluate(self.model, ql, gl, self.device, self.cfg.test)
         metrics = result.metrics()
+        if result.skipped:
+            self._log(
+                f"validation: {len(result.skipped)} unreadable image(s) skipped: "
+                + ", ".join(result.skipped[:5])
+                + (" ..." if len(result.skipped) > 5 else "")
+            )
         self.logger.scalars(
             self.global_step, {k: v for k, v in metrics.items() if isinstance(v, float)}, kind="val"
         )
@@ -304,8 +299,11 @@ class Trainer:
         return metrics
 
 
-def train(cfg: Config, run_dir, resume: bool = False, log=print, progress=None) -> dict:
-    """Train ``cfg`` into ``run_dir`` (or continue it); returns a small summary."""
+def train(
+    cfg: Config, run_dir, resume: bool = False, log=print, progress=None, overwrite: bool = False
+) -> dict:
+    """Train ``cfg`` into ``run_dir`` (or continue it); returns a small summary. A folder
+    that already holds a run is refused unless ``resume`` or ``overwrite``."""
     if not resume:
         seed_everything(cfg.train.seed)
-    return Trainer(cfg, run_dir, resume, log, progress).fit()
+    return Trainer(cfg, run_dir, resume, log, progress, overwrite).fit()

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..data.dataset import raise_if_strict
+from ..data.io import ImageReadError
 from .distance import pairwise_distance
 from .quality import QualityMeter
 from .ranking import RankingResult, evaluate_ranking
@@ -65,9 +67,10 @@ def extract_features(
     """
     model.eval()
     out_f, out_p, out_c, out_i = [], [], [], []
+    strict, unreadable = getattr(loader.dataset, "strict", False), []
     for batch in loader:
-        if skipped is not None:
-            skipped += [p for p, _ in batch.get("skipped", [])]
+        raise_if_strict(batch, strict)
+        unreadable += [p for p, _ in batch.get("skipped", [])]
         if "img" not in batch:
             continue
         x = batch["img"].to(device, non_blocking=True)
@@ -82,8 +85,13 @@ def extract_features(
             _restore_batch(model, x, batch, quality, samples, max_samples, loader)
         if progress:
             progress(len(x))
+    if skipped is not None:
+        skipped += unreadable
     if not out_f:
-        raise ValueError("no readable image in the evaluation set")
+        example = f", e.g. {unreadable[0]}" if unreadable else ""
+        raise ImageReadError(
+            f"none of the {len(unreadable)} evaluation images could be read{example}"
+        )
     return Features(torch.cat(out_f), torch.cat(out_p), torch.cat(out_c), torch.cat(out_i))
 
 
@@ -114,13 +122,52 @@ def evaluate(
     gallery_loader,
     device,
     test_cfg,
-    rerank: bool = False,
-    flip: bool = False,
+    rerank: bool | None = None,
+    flip: bool | None = None,
     restore: bool = True,
     progress=None,
     max_samples: int = 8,
 ) -> EvalResult:
-    """Extract query and gallery features, rank, and (optionally) score restorations."""
+    """Extract query and gallery features, rank, and (optionally) score restorations.
+
+    The embedding is ``test_cfg.feature`` (pre- or post-BNNeck) whatever the model was built
+    with; ``rerank`` / ``flip`` default to ``test_cfg.rerank`` / ``test_cfg.flip``.
+    """
+    rerank = test_cfg.rerank if rerank is None else rerank
+    flip = test_cfg.flip if flip is None else flip
+    built_with = getattr(model, "retrieval_feature", None)
+    if built_with is not None:
+        model.retrieval_feature = test_cfg.feature
+    try:
+        return _evaluate(
+            model,
+            query_loader,
+            gallery_loader,
+            device,
+            test_cfg,
+            rerank,
+            flip,
+            restore,
+            progress,
+            max_samples,
+        )
+    finally:
+        if built_with is not None:
+            model.retrieval_feature = built_with
+
+
+def _evaluate(
+    model,
+    query_loader,
+    gallery_loader,
+    device,
+    test_cfg,
+    rerank,
+    flip,
+    restore,
+    progress,
+    max_samples,
+) -> EvalResult:
     meter, samples, skipped = QualityMeter(), [], []
     size_ok = all(s % 32 == 0 for s in query_loader.dataset.transform.size)
     restore = restore and size_ok and getattr(model, "firm", None) is not None

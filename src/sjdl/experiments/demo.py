@@ -92,7 +92,7 @@ def run_demo(
     for method, label in METHODS.items():
         run_cfg = load_config("demo", [f"method={method}", *base])
         log(f"{label}: training on the demo set")
-        seconds = train_run(run_cfg, out / method, log, progress)
+        seconds = train_run(run_cfg, out / method, log, progress, overwrite=True)
         model, run_cfg = load_run(out / method, device)
         for test, (q, g) in tests.items():
             result = evaluate_test(model, run_cfg, q, g, device)

@@ -19,10 +19,12 @@ from ..models import build_model
 from ..models.io import load_model
 
 
-def train_run(cfg: Config, run_dir: Path, log=print, progress=None) -> float:
-    """Train ``cfg`` into ``run_dir``; returns the wall-clock seconds it took."""
+def train_run(cfg: Config, run_dir: Path, log=print, progress=None, overwrite=False) -> float:
+    """Train ``cfg`` into ``run_dir``; returns the wall-clock seconds it took. ``overwrite``
+    replaces an earlier run's own files there (the demo's re-runs), else such a folder is
+    refused."""
     t = time.perf_counter()
-    train(cfg, run_dir, log=log, progress=progress)
+    train(cfg, run_dir, log=log, progress=progress, overwrite=overwrite)
     return time.perf_counter() - t
 
 

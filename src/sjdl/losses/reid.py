@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ._dtype import full_precision as _full
+from ._dtype import no_autocast
 
 
 def euclidean_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -21,8 +22,9 @@ def triplet_loss(features: torch.Tensor, pids: torch.Tensor, margin: float = 0.3
     (distance ~1e-6, so it never wins the max over a real positive). Anchors without any
     negative in the batch contribute 0. Normalisation: mean over the N anchors.
     """
-    features = _full(features)
-    dist = euclidean_distance(features, features)
+    with no_autocast(features):  # autocast would run the matmul in fp16 again
+        features = _full(features)
+        dist = euclidean_distance(features, features)
     same = pids.view(-1, 1) == pids.view(1, -1)
     d_ap = dist.masked_fill(~same, float("-inf")).amax(1)
     d_an = dist.masked_fill(same, float("inf")).amin(1)

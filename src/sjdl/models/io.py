@@ -2,19 +2,78 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
 FORMAT = "sjdl-weights-1"
 CHECKPOINT_NAMES = ("best.safetensors", "last.safetensors")
+TMP_SUFFIX = ".tmp"  # temporaries are NAME.tmp next to NAME (removed on failure, or at start)
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupted or does not fit the model; the message names it."""
+
+
+def first_line(error: BaseException) -> str:
+    """The informative line of a library error message (torch's are many lines long)."""
+    lines = [x.strip() for x in str(error).splitlines() if x.strip()]
+    for i, x in enumerate(lines):  # torch.load(weights_only=True): what it refused
+        if "WeightsUnpickler error:" in x:
+            rest = x.split("WeightsUnpickler error:", 1)[1].strip()
+            rest = rest or (lines[i + 1] if i + 1 < len(lines) else "")
+            return rest.split(". ")[0].strip() or "refused by the weights-only unpickler"
+    return lines[0] if lines else type(error).__name__
+
+
+def _mount_point(path: Path) -> Path:
+    p = path.resolve()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def write_error(path: Path, error: OSError) -> CheckpointError:
+    """One-line error for a failed write; a full disk says so and names the device."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return CheckpointError(
+            f"no space left on device ({_mount_point(path)}) writing {path}; free some space "
+            "and run again (files written earlier are intact)"
+        )
+    return CheckpointError(f"cannot write {path} ({error.strerror or error})")
+
+
+def _write_all(f, data) -> None:
+    f.write(data)
+
+
+def write_atomic(path: str | Path, data) -> Path:
+    """Write bytes to ``path`` through ``NAME.tmp`` in the same folder + ``os.replace``.
+
+    The final name is never half-written; the temporary is removed on any failure (a kill
+    -9 can still leave it: ``remove_stale_temporaries`` cleans it at the next start).
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            _write_all(f, data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise write_error(path, e) from None
+        raise
+    return path
 
 
 def save_weights(
@@ -39,10 +98,7 @@ def save_weights(
         **(extra or {}),
     }
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, safetensors_bytes(state, metadata=meta))
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -65,7 +121,9 @@ def _open(path: Path, tensors: bool):
             meta = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}  # noqa: SIM118
     except Exception as e:  # safetensors raises its own error types for bad headers
-        raise CheckpointError(f"{path}: not a readable .safetensors file ({e})") from None
+        raise CheckpointError(
+            f"{path}: not a readable .safetensors file ({first_line(e)})"
+        ) from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(
             f"{path}: not an sjdl checkpoint (header format "
@@ -84,22 +142,66 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return _open(resolve_checkpoint(path), tensors=True)
 
 
+def checkpoint_config(path: str | Path, meta: dict[str, str] | None = None):
+    """The resolved config stored in a checkpoint's header (``model.pretrained`` cleared:
+    the weights are in the file); a missing or broken header config names the file."""
+    from ..config import ConfigError, load_config
+
+    path = resolve_checkpoint(path)
+    meta = read_metadata(path) if meta is None else meta
+    if "config" not in meta:
+        raise CheckpointError(f"{path}: its header holds no config")
+    try:
+        return load_config(overrides=["model.pretrained="], text=meta["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: the config in its header is broken ({e})") from None
+
+
+def id_counts(path: str | Path, meta: dict[str, str]) -> tuple[int, int]:
+    """(num_syn_ids, num_real_ids) from a header, or an error naming the file."""
+    try:
+        return int(meta["num_syn_ids"]), int(meta["num_real_ids"])
+    except (KeyError, ValueError):
+        raise CheckpointError(
+            f"{path}: header needs integer num_syn_ids and num_real_ids, got "
+            f"{meta.get('num_syn_ids')!r} and {meta.get('num_real_ids')!r}"
+        ) from None
+
+
+def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], path) -> None:
+    """Load ``state`` strictly; missing/unexpected keys or wrong shapes name the file."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: does not fit the model it describes: missing "
+            f"{missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if wrong:
+        raise CheckpointError(
+            f"{path}: {len(wrong)} tensor(s) do not have the shape the header describes, "
+            f"e.g. {wrong[0]} (file vs model; do num_syn_ids/num_real_ids match the weights?)"
+        )
+    model.load_state_dict(state, strict=True)
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the model a checkpoint was trained as and load it strictly.
 
     Returns (model in eval mode, its config, metadata). Missing or unexpected keys are an
     error listing them (a silently half-loaded model costs whole points of mAP).
     """
-    from ..config import load_config
     from . import build_model
 
+    path = resolve_checkpoint(path)
     state, meta = read_checkpoint(path)
-    cfg = load_config(overrides=["model.pretrained="], text=meta["config"])
-    model = build_model(cfg, int(meta["num_syn_ids"]), int(meta["num_real_ids"]))
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"{resolve_checkpoint(path)}: does not fit the model it describes: missing "
-            f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
-        )
+    cfg = checkpoint_config(path, meta)
+    model = build_model(cfg, *id_counts(path, meta))
+    load_into(model, state, path)
     return model.to(device).eval(), cfg, meta

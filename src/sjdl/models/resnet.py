@@ -150,23 +150,45 @@ class LoadReport:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a local .pth/.pt (weights only, nothing unpickled) or .safetensors state dict."""
+    """Read a local .pth/.pt (weights only, nothing unpickled) or .safetensors state dict.
+
+    Unreadable, truncated or pickled files raise ``CheckpointError`` naming the file."""
+    import pickle
+    import warnings
+
+    from .io import CheckpointError, first_line
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights not found: {path} (nothing is downloaded)")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
+        try:
+            state = load_file(str(path))
+        except Exception as e:  # truncated or not safetensors at all
+            raise CheckpointError(
+                f"{path}: not a readable .safetensors file ({first_line(e)})"
+            ) from None
     else:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # pickle errors, truncated files
-            raise ValueError(f"{path}: cannot read as a weights-only torch file ({e})") from None
+            with warnings.catch_warnings():  # e.g. "pickle protocol 4": the error says more
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise CheckpointError(
+                f"{path}: cannot read as a weights-only torch file: refused, it holds "
+                "pickled Python objects, not only tensors "
+                f"({first_line(e)}); save model.state_dict() or a .safetensors file instead"
+            ) from None
+        except Exception as e:  # truncated files, other formats
+            raise CheckpointError(
+                f"{path}: cannot read as a weights-only torch file ({first_line(e)})"
+            ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected a mapping of parameter names to tensors")
+        raise CheckpointError(f"{path}: expected a mapping of parameter names to tensors")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 

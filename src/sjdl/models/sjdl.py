@@ -187,7 +187,8 @@ class SJDL(nn.Module):
         """images: (N, 3, H, W) in [0, 1]. In eval mode only CFSM + ReIDM run.
 
         ``firm_input`` is the foggy image FIRM enhances when it differs from the ReID input
-        (e.g. random erasing applied to the ReID input only); default ``images``.
+        (e.g. random erasing applied to the ReID input only; CFSM then runs on it too, so
+        FIRM never sees erased features); default ``images``.
         ``heads`` limits which ID heads run (default all), so none sits idle under DDP.
         """
         f_c, f1 = self.cfsm((images - self.pixel_mean) / self.pixel_std)
@@ -202,7 +203,11 @@ class SJDL(nn.Module):
         restored = None
         if restore and self.firm is not None:
             self._check_firm_size(images)
-            restored = self.firm(images if firm_input is None else firm_input, f_c, f1)
+            if firm_input is None or firm_input is images:
+                restored = self.firm(images, f_c, f1)
+            else:  # FIRM works from the unerased image's own CFSM features
+                fc_r, f1_r = self.cfsm((firm_input - self.pixel_mean) / self.pixel_std)
+                restored = self.firm(firm_input, fc_r, f1_r)
         return SJDLOutput(global_feat, bn_feat, logits, restored)
 
     @torch.no_grad()
