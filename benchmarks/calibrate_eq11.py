@@ -18,6 +18,7 @@ Finished variants are not rerun (their row is read back from ``rows.jsonl``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from _common import header
 
 from sjdl.config import load_config, resolve_device
 from sjdl.data import read_dataset
+from sjdl.engine.logger import read_metrics
 from sjdl.experiments.runs import (
     evaluate_test,
     input_quality,
@@ -36,57 +38,39 @@ from sjdl.experiments.runs import (
     train_run,
 )
 
-PRINTED = ["loss.lambda_ce=1", "loss.lambda_dc=1e-5", "loss.lambda_tv=1e-5"]
+CE_DC_TV = ["loss.lambda_ce=0.01", "loss.lambda_dc=1e-5", "loss.lambda_tv=1e-5"]
 VARIANTS: dict[str, list[str]] = {
-    "jdl (no real-batch loss)": ["method=jdl"],
-    "printed: CE 1, DC/TV 1e-5, SC 300 spectrum": [
-        *PRINTED,
-        "loss.sc_mode=spectrum",
-        "loss.lambda_sc=300",
-    ],
-    "printed without SC (sjdl_wo_sc)": ["method=sjdl_wo_sc", *PRINTED],
-    "CE 0.01, DC/TV 1e-5, no SC": [
-        "method=sjdl_wo_sc",
-        "loss.lambda_ce=0.01",
-        "loss.lambda_dc=1e-5",
-        "loss.lambda_tv=1e-5",
-    ],
-    "CE 0.01, DC/TV 1e-5, SC phase 0.01": [
-        "loss.lambda_ce=0.01",
-        "loss.lambda_dc=1e-5",
-        "loss.lambda_tv=1e-5",
-        "loss.sc_mode=phase",
-        "loss.lambda_sc=0.01",
-    ],
-    "CE 0.01, DC/TV 1e-5, SC phase 0.1": [
-        "loss.lambda_ce=0.01",
-        "loss.lambda_dc=1e-5",
-        "loss.lambda_tv=1e-5",
-        "loss.sc_mode=phase",
-        "loss.lambda_sc=0.1",
-    ],
+    "none (jdl)": ["method=jdl"],
+    "printed: CE 1, DC/TV 1e-5, SC 300 spectrum": ["preset=printed"],
+    "CE 0.01, DC/TV 1e-5, SC phase 0.01": [*CE_DC_TV, "loss.sc_mode=phase", "loss.lambda_sc=0.01"],
+    "CE 0.01, DC/TV 1e-5, no SC": ["method=sjdl_wo_sc", *CE_DC_TV],
+    "CE 1, DC/TV 1e-5, no SC": ["method=sjdl_wo_sc", "preset=printed"],
+    "CE 0.01, DC/TV 1e-5, SC phase 0.1": [*CE_DC_TV, "loss.sc_mode=phase", "loss.lambda_sc=0.1"],
     "CE 0.01, DC/TV 1e-5, SC spectrum 0.01": [
-        "loss.lambda_ce=0.01",
-        "loss.lambda_dc=1e-5",
-        "loss.lambda_tv=1e-5",
+        *CE_DC_TV,
         "loss.sc_mode=spectrum",
         "loss.lambda_sc=0.01",
     ],
-    "CE 0.001, DC/TV 1e-6, SC phase 0.01": [
-        "loss.lambda_ce=0.001",
-        "loss.lambda_dc=1e-6",
-        "loss.lambda_tv=1e-6",
+    "CE 0.01, DC/TV 1e-4, SC phase 0.01": [
+        "loss.lambda_ce=0.01",
+        "loss.lambda_dc=1e-4",
+        "loss.lambda_tv=1e-4",
         "loss.sc_mode=phase",
         "loss.lambda_sc=0.01",
     ],
+    "none (jdl), FIRM output (tanh+1)/2 as in the paper": ["method=jdl", "model.firm.output=unit"],
 }
 REAL_CROPS = 64
 
 
-def measure(name: str, overrides: list[str], out: Path, base: list[str]) -> dict:
+def measure(name: str, overrides: list[str], runs: Path, base: list[str]) -> dict:
     cfg = load_config("demo", ["method=sjdl", *base, *overrides])
-    run = out / "runs" / str(abs(hash(name)) % 10**8)
-    seconds = train_run(cfg, run, log=lambda *a, **k: None, overwrite=True)
+    run = runs / hashlib.sha1(name.encode()).hexdigest()[:10]
+    done = [r for r in read_metrics(run) if r["kind"] == "epoch"] if run.is_dir() else []
+    if done and done[-1]["epoch"] == cfg.train.epochs:  # trained before: measure again only
+        seconds = None
+    else:
+        seconds = train_run(cfg, run, log=lambda *a, **k: None, overwrite=True)
     device = resolve_device(cfg.train.device)
     model, cfg = load_run(run, device)
     data = read_dataset(cfg.data, with_real=True)
@@ -126,6 +110,7 @@ def table(rows: list[dict], inq: dict, real_in: dict) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "calibration")
+    ap.add_argument("--runs", type=Path, default=Path("runs/calibrate_eq11"), help="run folders")
     ap.add_argument("--only", nargs="*", help="substrings of variant names to run")
     ap.add_argument("overrides", nargs="*", help="extra config overrides for every variant")
     args = ap.parse_args(argv)
@@ -139,7 +124,7 @@ def main(argv=None) -> None:
         if args.only and not any(s in name for s in args.only):
             continue
         if name not in done:
-            row = measure(name, overrides, args.out, args.overrides)
+            row = measure(name, overrides, args.runs, args.overrides)
             with done_file.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             done[name] = row

@@ -179,3 +179,17 @@ def test_parameter_count_per_method(small_cfg, method):
     model = build_model(small_cfg(f"method={method}"), 10, 5)
     firm = 0 if method == "baseline" else count_parameters(build_model(small_cfg(), 1).firm)
     assert count_parameters(model) == 11_176_512 + 2 * 512 + 512 * 15 + firm
+
+
+def test_residual_firm_starts_as_the_identity_and_stays_in_range(small_cfg):
+    model = build_model(small_cfg("model.firm.output=residual"), 3).train()
+    foggy = torch.rand(2, 3, 64, 64)
+    j_fake, j_enh = model(foggy).restored
+    assert torch.equal(j_fake, foggy) and torch.equal(j_enh, foggy)
+    loss = (j_enh - torch.zeros_like(foggy)).square().mean()
+    loss.backward()
+    assert model.firm.enhance.refine3.weight.grad.abs().sum() > 0  # it can learn away from I
+    with torch.no_grad():
+        model.firm.enhance.refine3.bias.fill_(5.0)
+    j_enh = model(foggy).restored[1]
+    assert float(j_enh.min()) >= 0 and float(j_enh.max()) <= 1

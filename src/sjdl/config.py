@@ -30,7 +30,9 @@ class FIRMConfig:
     """Fog-free image reconstruction module (spec §2.2)."""
 
     res_blocks: int = 1  # ResBlocks per upsampling stage: 1 as released, 2 in the paper text
-    output: Literal["unit", "tanh"] = "unit"  # unit: (tanh+1)/2 in [0,1]; tanh: raw, as released
+    # unit: (tanh+1)/2 in [0,1]; tanh: raw, as released; residual: clamp(I + tanh, 0, 1),
+    # final convs zero-initialised so FIRM starts as the identity (README: restoration)
+    output: Literal["unit", "tanh", "residual"] = "unit"
     width: int = 64  # channels after the first stage (64 as released); smaller = faster on CPU
 
 

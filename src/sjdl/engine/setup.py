@@ -91,7 +91,7 @@ def build_run(cfg, device: torch.device, dist: DistInfo, log=print) -> RunParts:
     scheduler = build_scheduler(optimizer, cfg.train)
     needs_clear = cfg.method != "baseline" or cfg.data.fog_on_the_fly
     seed = cfg.train.seed
-    fog = cfg.preset  # on-the-fly fog draws beta/A from the preset's ranges
+    fog = "official" if cfg.preset == "official" else "paper"  # beta/A ranges of the preset
     syn = train_loader(
         data.train, cfg.data, seed, dist.rank, dist.world_size, device, needs_clear, fog
     )

@@ -94,6 +94,9 @@ class FIRM(nn.Module):
         self.dehaze = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(w // 2, 3, 7))
         self.enhance = PyramidEnhance(6, 20)
         self._init_weights()
+        if output == "residual":  # start as the identity: J = I + 0
+            for conv in (self.dehaze[1], self.enhance.refine3):
+                nn.init.zeros_(conv.weight)
 
     def _init_weights(self):
         for m in self.modules():
@@ -101,13 +104,16 @@ class FIRM(nn.Module):
                 nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
                 nn.init.zeros_(m.bias)
 
-    def _to_range(self, t: torch.Tensor) -> torch.Tensor:
+    def _to_range(self, t: torch.Tensor, foggy: torch.Tensor) -> torch.Tensor:
+        """unit: (t + 1) / 2; tanh: t (as released); residual: clamp(I + t, 0, 1)."""
+        if self.output == "residual":
+            return (foggy + t).clamp(0, 1)
         return (t + 1) / 2 if self.output == "unit" else t
 
     def forward(self, foggy: torch.Tensor, f_c: torch.Tensor, f1: torch.Tensor):
         """Return (J_fake, J_enh); ``foggy`` in [0,1], sides multiples of 32 (checked by caller)."""
         y = self.extra(self.head(f_c))
         y = self.up2(self.up1(torch.cat([y, f1], dim=1)))
-        j_fake = self._to_range(torch.tanh(self.dehaze(y)))
-        j_enh = self._to_range(self.enhance(torch.cat([foggy, j_fake], dim=1)))
+        j_fake = self._to_range(torch.tanh(self.dehaze(y)), foggy)
+        j_enh = self._to_range(self.enhance(torch.cat([foggy, j_fake], dim=1)), foggy)
         return j_fake, j_enh
