@@ -44,13 +44,7 @@ VARIANTS: dict[str, list[str]] = {
     "printed: CE 1, DC/TV 1e-5, SC 300 spectrum": ["preset=printed"],
     "CE 0.01, DC/TV 1e-5, SC phase 0.01": [*CE_DC_TV, "loss.sc_mode=phase", "loss.lambda_sc=0.01"],
     "CE 0.01, DC/TV 1e-5, no SC": ["method=sjdl_wo_sc", *CE_DC_TV],
-    "CE 1, DC/TV 1e-5, no SC": ["method=sjdl_wo_sc", "preset=printed"],
     "CE 0.01, DC/TV 1e-5, SC phase 0.1": [*CE_DC_TV, "loss.sc_mode=phase", "loss.lambda_sc=0.1"],
-    "CE 0.01, DC/TV 1e-5, SC spectrum 0.01": [
-        *CE_DC_TV,
-        "loss.sc_mode=spectrum",
-        "loss.lambda_sc=0.01",
-    ],
     "CE 0.01, DC/TV 1e-4, SC phase 0.01": [
         "loss.lambda_ce=0.01",
         "loss.lambda_dc=1e-4",
