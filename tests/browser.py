@@ -66,7 +66,9 @@ def headless_chromium(width: int = 1280, height: int = 860):
         options.add_argument(arg)
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager: never fetch anything
     session = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    try:
+    try:  # make the page area (what a screenshot shows) width x height
+        iw, ih = session.execute_script("return [window.innerWidth, window.innerHeight]")
+        session.set_window_size(2 * width - iw, 2 * height - ih)
         yield session
     finally:
         session.quit()
@@ -102,6 +104,14 @@ def page_text(session, element_id: str) -> str:
     from selenium.webdriver.common.by import By
 
     return session.find_element(By.ID, element_id).text
+
+
+def wait_for_text(session, element_id: str, text: str, timeout: float = 30) -> str:
+    """The element's text once it contains ``text``."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(session, timeout).until(lambda s: text in page_text(s, element_id))
+    return page_text(session, element_id)
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ MAX_PIXELS = 40_000_000  # decoded size of an upload
 MAX_K = 100
 RESTORE_SIDE = 1024  # the page's restoration preview is computed at most this large
 THUMB_SIDE = 192
+FRAMING = 16 * 1024  # multipart headers and boundaries allowed above the upload limit
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -205,20 +206,20 @@ async def _read_body(request: Request, limit: int) -> bytes:
         413, f"the upload is larger than {limit / 2**20:g} MiB; send a smaller image"
     )
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + 64 * 1024:
+    if declared.isdigit() and int(declared) > limit + FRAMING:
         raise too_big
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > 8 * limit:
             break
-        if size <= limit + 64 * 1024:  # multipart framing may add a little
+        if size <= limit + FRAMING:  # multipart framing may add a little
             chunks.append(chunk)
-    if size > limit + 64 * 1024:
+    if size > limit + FRAMING:
         raise too_big
     body = b"".join(chunks)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        return await _multipart_image(request, body)
+        body = await _multipart_image(request, body)
     if len(body) > limit:
         raise too_big
     return body
