@@ -111,6 +111,20 @@ def test_bad_uploads_get_a_clear_4xx_and_the_server_keeps_serving(setup, client)
     assert client.get("/api/info").json()["images"] == 4
 
 
+def test_an_internal_error_is_a_json_500_and_the_server_keeps_serving(setup, monkeypatch):
+    reid, idx, syn = setup
+    gallery = sjdl.Gallery.open(idx, reid)
+    good = next((syn / "query_foggy").iterdir()).read_bytes()
+    app = create_app(gallery)
+    with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as c:
+        real = gallery.search
+        monkeypatch.setattr(gallery, "search", lambda *a: 1 / 0)
+        r = _post(c, good)
+        assert r.status_code == 500 and "ZeroDivisionError" in r.json()["error"]
+        monkeypatch.setattr(gallery, "search", real)
+        assert _post(c, good).status_code == 200
+
+
 TRAVERSALS = [
     "/thumb/-1",
     "/thumb/4",
