@@ -123,11 +123,14 @@ def main() -> None:
     ap.add_argument("--image", required=True, type=Path)
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("-o", "--output", type=Path, default=Path("serve.png"))
+    ap.add_argument("--height", type=int, default=660, help="Page height in pixels.")
     args = ap.parse_args()
     if chromium_paths() is None:
         raise SystemExit("chromium and chromedriver are needed: apt-get install chromium-driver")
-    app = create_app(Gallery.open(args.index))
-    with running_server(app) as url, headless_chromium() as session:
+    gallery = Gallery.open(args.index)
+    gallery.search(args.image)  # warm up, so that the page shows a typical search time
+    app = create_app(gallery)
+    with running_server(app) as url, headless_chromium(height=args.height) as session:
         cards = search_page(session, url, args.image, args.k)
         time.sleep(0.5)
         session.save_screenshot(str(args.output))

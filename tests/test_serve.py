@@ -256,4 +256,6 @@ def test_page_in_headless_chromium(setup, tmp_path):
         s.find_element("id", "file").send_keys(str(bad))
         assert "not an image" in browser.wait_for_text(s, "error", "not an image")
         assert browser.page_text(s, "results") == ""  # the old matches are gone
+        assert "could not be searched" in browser.page_text(s, "status")
+        assert not s.find_element("id", "restored").is_displayed()  # nor the old restoration
     assert Image.open(shot).size == (1280, 860)

@@ -74,8 +74,9 @@ async function search(file) {
   current = file;
   showError("");
   $("pair").hidden = false;
+  $("query").onerror = () => { $("pair").hidden = true; }; // not an image the browser shows
   $("query").src = URL.createObjectURL(file);
-  $("query-caption").textContent = `query: ${file.name}`;
+  $("query-caption").textContent = `query\n${file.name}`;
   $("restored").hidden = true;
   $("restored-caption").textContent = info && !info.firm
     ? "this model has no FIRM: no restoration" : "FIRM restoration…";
@@ -97,11 +98,12 @@ async function search(file) {
   } catch (err) {
     showError(`the search failed: ${err.message}`);
     $("status").textContent = "";
+    $("restored-caption").textContent = "";
     return;
   }
   if (!res.ok) {
     showError(data.error || `the search failed (HTTP ${res.status})`);
-    $("status").textContent = "";
+    $("status").textContent = `${file.name} could not be searched (see the message on the left).`;
     $("results").replaceChildren();
     $("restored-caption").textContent = "";
     return;
