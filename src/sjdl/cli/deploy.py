@@ -14,15 +14,6 @@ index_app = typer.Typer(help="Build or extend a FAISS gallery index.", no_args_i
 CKPT = typer.Option(..., "--checkpoint", help="Weights file or run folder.")
 
 
-def _model(checkpoint, device=None):
-    from ..config import resolve_device
-    from ..models.io import load_model, resolve_checkpoint
-
-    dev = resolve_device(device or "auto")
-    model, cfg, _ = load_model(checkpoint, dev)
-    return model, cfg, dev, resolve_checkpoint(checkpoint)
-
-
 def _errors():
     from ..data import DatasetError
     from ..data.io import ImageReadError
@@ -47,12 +38,13 @@ def export_command(
     size: tuple[int, int] | None = typer.Option(None, help="Input H W (default: test size)."),
 ):
     """Export the inference network (CFSM + ReIDM -> embedding), dynamic batch axis."""
-    from ..retrieval import export_onnx
+    from ..retrieval import ReID, export_onnx
 
     if fmt != "onnx":
         fail(f"--format {fmt}: only onnx is supported")
     try:
-        model, cfg, _, _ = _model(checkpoint, "cpu")
+        reid = ReID.from_checkpoint(checkpoint, "cpu")
+        model, cfg = reid.model, reid.cfg
         path = export_onnx(model, output, tuple(size or cfg.data.size_test), restoration)
     except _errors() as e:
         fail(str(e))
@@ -63,35 +55,23 @@ def export_command(
     )
 
 
-def _embed_with_bar(model, records, cfg, dev):
-    from ..retrieval import embed
-
-    with progress_bar() as bar:
-        task = bar.add_task("embedding", total=len(records))
-        feats, kept, skipped = embed(
-            model,
-            records,
-            cfg.data.size_test,
-            dev,
-            cfg.test.batch_size,
-            progress=lambda n: bar.advance(task, n),
-        )
-    if skipped:
-        console.print(f"[yellow]skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}")
-    return feats, [(str(r.path), r.pid, r.camid) for r in kept]
+def _bar_progress(bar, task):
+    """A ``Gallery`` progress callback (images embedded, total) that advances ``task``."""
+    return lambda n, total: bar.update(task, advance=n, total=total)
 
 
-def _new_only(index, records):
-    """Records whose path is not in the index yet; says how many were already there."""
-    have = index.paths()
-    new = [r for r in records if str(r.path) not in have]
-    if len(new) < len(records):
-        dup = next(r for r in records if str(r.path) in have)
+def _report(result) -> None:
+    """Say which images ``Gallery.build``/``add`` skipped (already in it, unreadable)."""
+    if result.duplicates:
         console.print(
-            f"[yellow]skipped {len(records) - len(new)} image(s) already in the index, "
-            f"e.g. {dup.path}"
+            f"[yellow]skipped {len(result.duplicates)} image(s) already in the index, "
+            f"e.g. {result.duplicates[0]}"
         )
-    return new
+    if result.unreadable:
+        console.print(
+            f"[yellow]skipped {len(result.unreadable)} unreadable image(s), "
+            f"e.g. {result.unreadable[0]}"
+        )
 
 
 @index_app.command("build")
@@ -105,25 +85,21 @@ def index_build(
     ),
 ):
     """Embed every gallery image and write a FAISS index with its metadata."""
-    from ..retrieval import GalleryIndex, fingerprint, folder_lock, image_records
+    from ..retrieval import Gallery, ReID, folder_lock
     from ..retrieval.outputs import check_index_output
 
     try:
-        check_index_output(output, [gallery, checkpoint], overwrite)
+        check_index_output(output, [gallery, checkpoint], overwrite)  # before any work
         with folder_lock(output):
-            model, cfg, dev, ckpt = _model(checkpoint)
-            check_index_output(output, [gallery, ckpt], overwrite)
-            records = image_records([gallery])
-            feats, meta = _embed_with_bar(model, records, cfg, dev)
-            index = GalleryIndex.create(
-                feats.shape[1], fingerprint(ckpt), kind, cfg.test.metric, cfg.to_yaml(), len(feats)
-            )
-            index.manifest["checkpoint"] = str(ckpt.resolve())
-            index.add(feats, meta)
-            index.save(output)
+            reid = ReID.from_checkpoint(checkpoint)
+            with progress_bar() as bar:
+                task = bar.add_task("embedding", total=None)
+                index = Gallery.build([gallery], reid, kind, progress=_bar_progress(bar, task))
+            _report(index.last_add)
+            index.save(output, overwrite=overwrite)
     except _errors() as e:
         fail(str(e))
-    console.print(f"index {output}: {len(meta)} images, {feats.shape[1]}-d, {kind}")
+    console.print(f"index {output}: {len(index)} images, {reid.dim}-d, {kind}")
 
 
 @index_app.command("add")
@@ -134,25 +110,23 @@ def index_add(
 ):
     """Append images to an index (refused if the checkpoint differs from the index's); images
     already in it (same path) are skipped. Concurrent writers are refused, not lost."""
-    from ..models.io import resolve_checkpoint
-    from ..retrieval import GalleryIndex, fingerprint, folder_lock, image_records
+    from ..retrieval import Gallery, folder_lock
 
     try:
         with folder_lock(index_dir):
-            index = GalleryIndex.load(index_dir)
-            ckpt = resolve_checkpoint(checkpoint or Path(index.manifest["checkpoint"]))
-            index.check_fingerprint(fingerprint(ckpt), ckpt)
-            records = _new_only(index, image_records(images))
-            if not records:
-                console.print(f"index {index_dir}: nothing new to add ({len(index.rows)} images)")
+            index = Gallery.open(index_dir, checkpoint)
+            before = len(index)
+            with progress_bar() as bar:
+                task = bar.add_task("embedding", total=None)
+                result = index.add(images, progress=_bar_progress(bar, task))
+            _report(result)
+            if not result.added:
+                console.print(f"index {index_dir}: nothing new to add ({before} images)")
                 return
-            model, cfg, dev, ckpt = _model(ckpt)
-            feats, meta = _embed_with_bar(model, records, cfg, dev)
-            index.add(feats, meta)
-            index.save(index_dir)
+            index.save()
     except _errors() as e:
         fail(str(e))
-    console.print(f"index {index_dir}: {len(index.rows)} images (+{len(meta)})")
+    console.print(f"index {index_dir}: {len(index)} images (+{len(result.added)})")
 
 
 def search_command(
@@ -169,34 +143,29 @@ def search_command(
 ):
     """Search the gallery index for a query image; print a ranked table, write a PNG."""
     from ..data.io import read_image, save_image
+    from ..data.records import parse_name
     from ..evaluation.visualize import rank_list
-    from ..retrieval import GalleryIndex, defog_firm, fingerprint, image_records
+    from ..retrieval import Gallery
 
     try:
-        index = GalleryIndex.load(index_dir)
-        if not index.rows:
+        index = Gallery.open(index_dir, checkpoint)
+        if not len(index):
             fail(f"{index_dir}: the index is empty (0 images); add images with sjdl index add")
-        model, cfg, dev, ckpt = _model(checkpoint or Path(index.manifest["checkpoint"]))
-        index.check_fingerprint(fingerprint(ckpt), ckpt)
-        records = image_records([query])
-        feats, _ = _embed_with_bar(model, records, cfg, dev)
-        hits = index.search(feats, top_k)[0]
+        if defog_out is not None and not index.reid.has_firm:
+            fail("--defog-out needs a model with FIRM (not method=baseline)")
+        hits = index.search(query, top_k)
         if defog_out is not None:
-            if model.firm is None:
-                fail("--defog-out needs a model with FIRM (not method=baseline)")
-            img = read_image(query)[None].to(dev)
-            save_image(defog_firm(model, img)[0].cpu(), defog_out)
+            save_image(index.reid.defog(read_image(query)), defog_out)
     except _errors() as e:
         fail(str(e))
-    qpid = records[0].pid
+    qpid = (parse_name(query.name) or (-1, -1))[0]
     table = Table(title=f"top {len(hits)} for {query.name}")
     for col in ("rank", "distance", "pid", "camid", "path"):
         table.add_column(col, justify="left" if col == "path" else "right")
     for h in hits:
         style = ("green" if h.pid == qpid else "red") if qpid >= 0 else None
-        table.add_row(
-            str(h.rank), f"{h.distance:.4f}", str(h.pid), str(h.camid), h.path, style=style
-        )
+        pid, cam = (str(-1 if v is None else v) for v in (h.pid, h.camid))
+        table.add_row(str(h.rank), f"{h.distance:.4f}", pid, cam, h.path, style=style)
     console.print(table)
     png = png or Path(f"{query.stem}_ranks.png")
     correct = [h.pid == qpid for h in hits] if qpid >= 0 else None
@@ -224,7 +193,7 @@ def defog_command(
     reported; inputs are never overwritten."""
     from ..data.io import ImageReadError, read_image, save_image
     from ..evaluation import QualityMeter
-    from ..retrieval import defog_dcp, defog_firm
+    from ..retrieval import ReID, defog_dcp
     from ..retrieval.outputs import plan_defog_outputs
 
     if method not in ("firm", "dcp"):
@@ -235,11 +204,9 @@ def defog_command(
     skipped_refs: list[str] = []
     try:
         plan = plan_defog_outputs(inputs, output, overwrite)
-        model, dev = (None, "cpu")
-        if method == "firm":
-            model, _, dev, _ = _model(checkpoint)
-            if model.firm is None:
-                fail(f"{checkpoint}: the model has no FIRM (method=baseline)")
+        reid = ReID.from_checkpoint(checkpoint) if method == "firm" else None
+        if reid is not None and not reid.has_firm:
+            fail(f"{checkpoint}: the model has no FIRM (method=baseline)")
         meter, before = QualityMeter(), QualityMeter()
         with progress_bar() as bar:
             task = bar.add_task(f"defogging ({method})", total=len(plan))
@@ -250,8 +217,8 @@ def defog_command(
                 except ImageReadError as e:
                     skipped.append(str(e))
                     continue
-                out = defog_firm(model, img.to(dev)) if model else defog_dcp(img)
-                save_image(out[0].cpu(), dst)
+                out = reid.defog(img) if reid else defog_dcp(img)
+                save_image(out[0], dst)
                 ref = _reference(reference, rel)
                 try:
                     clear = read_image(ref)[None] if ref is not None else None
@@ -259,7 +226,7 @@ def defog_command(
                     skipped_refs.append(str(e))
                     clear = None
                 if clear is not None:
-                    meter.update(out.cpu(), clear)
+                    meter.update(out, clear)
                     before.update(img, clear)
     except _errors() as e:
         fail(str(e))

@@ -1,15 +1,22 @@
-"""Deployment: ONNX export, the FAISS gallery index and search, defogging of image files."""
+"""Deployment: ONNX export, the FAISS gallery index and search, defogging of image files,
+the Python API (``ReID``, ``Gallery``) and the search page's web app (``server``, imported
+on demand)."""
 
 from .defog import defog_dcp, defog_firm, pad_to_multiple
 from .embed import embed, image_records
 from .export import export_onnx
+from .gallery import Gallery, Match
 from .index import GalleryIndex, IndexError_, fingerprint
 from .lock import LockedError, folder_lock
+from .reid import ReID
 
 __all__ = [
+    "Gallery",
     "GalleryIndex",
     "IndexError_",
     "LockedError",
+    "Match",
+    "ReID",
     "defog_dcp",
     "defog_firm",
     "embed",

@@ -73,6 +73,7 @@ class Hit:
     path: str
     pid: int
     camid: int
+    row: int = -1  # the gallery row (metadata.csv ``row``)
 
 
 class GalleryIndex:
@@ -156,7 +157,9 @@ class GalleryIndex:
                     if self.manifest["metric"] == "cosine"
                     else float(np.sqrt(max(float(s), 0.0)))
                 )
-                hits.append(Hit(r + 1, d, meta["path"], int(meta["pid"]), int(meta["camid"])))
+                hits.append(
+                    Hit(r + 1, d, meta["path"], int(meta["pid"]), int(meta["camid"]), int(i))
+                )
             out.append(hits)
         return out
 

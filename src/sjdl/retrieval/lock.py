@@ -3,12 +3,15 @@
 The lock is an ``flock`` on the lock file, so the kernel releases it when its holder exits,
 even by kill -9: a lock is never stale. The holder's PID is written into the file, so a second
 writer fails at once with "being written by PID N" instead of silently losing one side's rows.
+A thread that already holds the lock of a folder may enter it again (``Gallery.save`` inside
+``sjdl index build``'s lock).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from pathlib import Path
 
 try:
@@ -19,6 +22,9 @@ except ImportError:  # pragma: no cover - Windows: O_EXCL lock file only
 
 class LockedError(ValueError):
     """Another process is writing the same index folder."""
+
+
+_held = threading.local()  # lock files this thread holds (re-entry is a no-op)
 
 
 def lock_path(folder: str | Path) -> Path:
@@ -42,7 +48,21 @@ def folder_lock(folder: str | Path):
     """Hold an exclusive, non-blocking lock on ``folder`` for the ``with`` block."""
     folder = Path(folder)
     path = lock_path(folder)
+    held = _held.__dict__.setdefault("paths", set())
+    if path in held:
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
+    held.add(path)
+    try:
+        with _acquire(folder, path):
+            yield
+    finally:
+        held.discard(path)
+
+
+@contextlib.contextmanager
+def _acquire(folder: Path, path: Path):
     if fcntl is None:  # pragma: no cover
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)

@@ -1,0 +1,241 @@
+"""``sjdl.Gallery``: build, open, extend, save and search a gallery index from Python.
+
+The folder format, fingerprint checks, locking and atomic writes are those of ``sjdl index``
+(which calls this class). ``save`` never loses rows: it holds the folder's lock, refuses a
+folder that another writer changed since this gallery read it, and refuses to replace a
+non-empty folder (or one holding an input) unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .embed import embed, image_records
+from .index import KINDS, GalleryIndex, IndexError_, fingerprint
+from .lock import folder_lock
+from .outputs import check_index_output
+from .reid import ReID, as_list
+
+Progress = Callable[[int, int], None]  # (images just embedded, total)
+
+
+@dataclass
+class Match:
+    """One ranked gallery image; ``pid``/``camid`` are None when its name does not carry them."""
+
+    rank: int
+    path: str
+    distance: float
+    pid: int | None
+    camid: int | None
+    row: int
+
+
+@dataclass
+class AddResult:
+    """What ``build``/``add`` did: paths added, already present (skipped), unreadable."""
+
+    added: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+
+def _disk_state(folder: Path):
+    """Identity of the index written in ``folder`` (every save writes a new manifest)."""
+    try:
+        st = (folder / "manifest.json").stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    return a.absolute().resolve() == b.absolute().resolve()
+
+
+class Gallery:
+    """Gallery images, their embeddings and the model that made them.
+
+    >>> gallery = sjdl.Gallery.build(["gallery/"], reid)      # or Gallery.open("my_index")
+    >>> gallery.search("query.jpg", k=5)[0].path
+    """
+
+    def __init__(self, index: GalleryIndex, reid: ReID | None, checkpoint: Path | None = None):
+        self._index, self._reid = index, reid
+        self._checkpoint = reid.checkpoint if reid is not None else checkpoint
+        self._device = "auto"
+        self._sources: list[Path] = []
+        self.folder: Path | None = None
+        self._state = None
+        self.last_add = AddResult()
+
+    # --- creating and opening -----------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls, paths, reid: ReID | str | Path, kind: str = "flat", *, progress: Progress | None = None
+    ) -> Gallery:
+        """Embed image files and folders of images (recursively) into a new in-memory gallery;
+        ``kind``: flat (exact), hnsw or ivf (approximate). Unreadable images are skipped and
+        listed in ``last_add``; ``save`` writes it."""
+        if kind not in KINDS:
+            raise IndexError_(f"unknown index kind {kind!r}, expected one of {', '.join(KINDS)}")
+        reid = reid if isinstance(reid, ReID) else ReID.from_checkpoint(reid)
+        paths = [Path(p) for p in as_list(paths)]
+        records = image_records(paths)
+        feats, meta, skipped = _embed_records(reid, records, progress)
+        index = GalleryIndex.create(
+            reid.dim, reid.fingerprint, kind, reid.cfg.test.metric, reid.cfg.to_yaml(), len(feats)
+        )
+        index.manifest["checkpoint"] = str(reid.checkpoint.resolve())
+        index.add(feats, meta)
+        gallery = cls(index, reid)
+        gallery._sources = [*paths, reid.checkpoint]
+        gallery.last_add = AddResult([m[0] for m in meta], [], skipped)
+        return gallery
+
+    @classmethod
+    def open(
+        cls, folder: str | Path, reid: ReID | str | Path | None = None, device: str = "auto"
+    ) -> Gallery:
+        """Open an index folder. ``reid``: a ``ReID``, a checkpoint, or None for the one the
+        index was built with (loaded on first use, on ``device``); a checkpoint other than
+        the index's is refused (its embeddings could not be compared)."""
+        folder = Path(folder)
+        state = _disk_state(folder)
+        index = GalleryIndex.load(folder)
+        if isinstance(reid, ReID):
+            index.check_fingerprint(reid.fingerprint, reid.checkpoint)
+            gallery = cls(index, reid)
+        else:
+            from ..models.io import resolve_checkpoint
+
+            if reid is None and not index.manifest.get("checkpoint"):
+                raise IndexError_(f"{folder}: the manifest names no checkpoint; pass one")
+            ckpt = resolve_checkpoint(reid or index.manifest["checkpoint"])
+            index.check_fingerprint(fingerprint(ckpt), ckpt)
+            gallery = cls(index, None, ckpt)
+            gallery._device = device
+        gallery.folder, gallery._state = folder, state
+        return gallery
+
+    # --- contents ---------------------------------------------------------------------
+
+    @property
+    def reid(self) -> ReID:
+        """The model of this gallery (loaded on first use when opened without one)."""
+        if self._reid is None:
+            self._reid = ReID.from_checkpoint(self._checkpoint, self._device)
+            self._reid._fingerprint = self._index.manifest["fingerprint"]  # checked at open
+        return self._reid
+
+    def __len__(self) -> int:
+        return len(self._index.rows)
+
+    def __repr__(self) -> str:
+        where = f" at {str(self.folder)!r}" if self.folder else ""
+        return f"Gallery({len(self)} images, {self._index.manifest['kind']}{where})"
+
+    def add(self, paths, *, progress: Progress | None = None) -> AddResult:
+        """Embed and append images and folders of images; paths already in the gallery are
+        skipped, unreadable images too (both listed in the result). Call ``save`` to keep."""
+        paths = [Path(p) for p in as_list(paths)]
+        records = image_records(paths)
+        have = self._index.paths()
+        new = [r for r in records if str(r.path) not in have]
+        result = AddResult(duplicates=[str(r.path) for r in records if str(r.path) in have])
+        if new:
+            feats, meta, result.unreadable = _embed_records(self.reid, new, progress)
+            self._index.add(feats, meta)
+            result.added = [m[0] for m in meta]
+        self._sources += paths
+        self.last_add = result
+        return result
+
+    def search(self, query, k: int = 10) -> list[Match]:
+        """The ``k`` nearest gallery images to one query (a path, PIL image, tensor in [0, 1],
+        or an embedding of dimension D), nearest first."""
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if not len(self):
+            raise IndexError_("the index is empty (0 images): add images with sjdl index add")
+        if isinstance(query, np.ndarray) and query.ndim == 1:
+            feats = query[None].astype(np.float32)
+            if feats.shape[1] != self._index.manifest["dim"]:
+                raise ValueError(
+                    f"an embedding of dimension {feats.shape[1]}; this gallery holds "
+                    f"{self._index.manifest['dim']}-d embeddings"
+                )
+        else:
+            items = as_list(query)
+            if len(items) != 1:
+                raise ValueError(f"search takes one query image, got {len(items)}")
+            feats = self.reid.embed(items)
+        return [
+            Match(
+                h.rank,
+                h.path,
+                h.distance,
+                h.pid if h.pid >= 0 else None,
+                h.camid if h.camid >= 0 else None,
+                h.row,
+            )
+            for h in self._index.search(feats, int(k))[0]
+        ]
+
+    # --- writing ----------------------------------------------------------------------
+
+    def save(self, folder: str | Path | None = None, *, overwrite: bool = False) -> Path:
+        """Write the gallery atomically to ``folder`` (default: the one it was opened from or
+        last saved to), holding the folder's lock. Saving back where it was read is refused
+        if another writer changed that folder meanwhile (open it again and redo the add);
+        another folder must be new or empty, unless ``overwrite`` (never one holding an
+        input image or the checkpoint)."""
+        if folder is None and self.folder is None:
+            raise ValueError("this gallery was never saved: pass a folder to save it to")
+        target = Path(folder) if folder is not None else self.folder
+        with folder_lock(target):
+            now = _disk_state(target)
+            own = self.folder is not None and _same_folder(target, self.folder)
+            if own and now is not None:
+                if now != self._state:
+                    raise IndexError_(
+                        f"{target} was changed by another writer since this gallery read it; "
+                        "nothing was written: open it again and repeat the add"
+                    )
+            else:
+                check_index_output(target, [*self._sources, self._checkpoint], overwrite)
+            self._index.save(target)
+            self.folder, self._state = target, _disk_state(target)
+        return target
+
+    # --- internals for the search page ------------------------------------------------
+
+    def _path_of(self, row: int) -> str | None:
+        rows = self._index.rows
+        return rows[row]["path"] if 0 <= row < len(rows) else None
+
+    def _changed_on_disk(self) -> bool:
+        return self.folder is not None and _disk_state(self.folder) != self._state
+
+    @property
+    def _manifest(self) -> dict:
+        return self._index.manifest
+
+
+def _embed_records(reid: ReID, records, progress: Progress | None):
+    """(features, [(path, pid, camid)], unreadable paths) for gallery records."""
+    total = len(records)
+    feats, kept, skipped = embed(
+        reid.model,
+        records,
+        reid.size,
+        reid.device,
+        reid.cfg.test.batch_size,
+        progress=(lambda n: progress(n, total)) if progress else None,
+    )
+    return feats, [(str(r.path), r.pid, r.camid) for r in kept], [str(p) for p in skipped]
