@@ -70,7 +70,9 @@ def test_terms_per_method(method, syn_terms, real_terms):
 
 
 def test_weights_applied_once_and_total_is_sum():
-    cfg, comp, out, foggy, clear = _run("sjdl", "loss.lambda_restoration=2.5", "loss.dc_patch=5")
+    cfg, comp, out, foggy, clear = _run(
+        "sjdl", "preset=printed", "loss.lambda_restoration=2.5", "loss.dc_patch=5"
+    )
     syn = comp.supervised(out, PIDS, clear)
     assert syn["triplet"].item() == pytest.approx(triplet_loss(out.global_feat, PIDS).item())
     assert syn["id"].item() == pytest.approx(id_loss(out.logits["syn"], PIDS).item())
@@ -99,7 +101,9 @@ def test_triplet_feature_switch_uses_post_bn():
 
 
 def test_official_tanh_output_is_remapped_for_image_priors():
-    _, comp, out, foggy, _ = _run("sjdl", "model.firm.output=tanh", "loss.sc_mode=phase")
+    _, comp, out, foggy, _ = _run(
+        "sjdl", "preset=printed", "model.firm.output=tanh", "loss.sc_mode=phase"
+    )
     real = comp.unsupervised(out, foggy, None)
     j = out.restored[1]
     assert real["total_variation"].item() == pytest.approx(

@@ -9,10 +9,12 @@ def test_defaults_are_the_paper_settings():
     assert (cfg.model.backbone, cfg.model.last_stride, cfg.model.split) == ("resnet50", 1, "conv2")
     assert (cfg.loss.lambda_restoration, cfg.loss.lambda_dc, cfg.loss.lambda_tv) == (
         1.0,
-        1e-5,
-        1e-5,
+        1e-6,
+        1e-6,
     )
-    assert cfg.loss.lambda_sc == 300.0 and cfg.loss.triplet_margin == 0.3
+    # Eq. 11 as calibrated (README), not as printed (preset printed)
+    assert (cfg.loss.lambda_ce, cfg.loss.lambda_sc, cfg.loss.sc_mode) == (0.001, 0.01, "phase")
+    assert cfg.loss.ce_grad and cfg.loss.sc_grad and cfg.loss.triplet_margin == 0.3
     assert (cfg.data.num_ids, cfg.data.num_instances) == (6, 6)
     assert cfg.train.steps == [20, 30, 45, 60, 75, 90, 105] and cfg.train.gamma == 0.6
 

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from .common import console, fail
-from .evaluate import progress_bar
+from .progress import progress_bar
 
 index_app = typer.Typer(help="Build or extend a FAISS gallery index.", no_args_is_help=True)
 CKPT = typer.Option(..., "--checkpoint", help="Weights file or run folder.")

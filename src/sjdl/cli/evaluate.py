@@ -10,22 +10,12 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
 from .common import config_from_cli, console, err_console, fail
+from .progress import progress_bar
 
 RANK_KEYS = ["mAP", "mINP", "R1", "R5", "R10"]
-
-
-def progress_bar() -> Progress:
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
 
 
 def _get(cfg, key: str):

@@ -1,4 +1,4 @@
-"""A rich progress bar per training epoch (shared by `sjdl train` and `sjdl demo`)."""
+"""Rich progress bars shared by the commands: per training epoch, and for long loops."""
 
 from __future__ import annotations
 
@@ -31,3 +31,13 @@ class EpochProgress:
 
     def finish(self, task) -> None:
         self.bar.stop()
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )

@@ -27,6 +27,7 @@ from .runs import (
 )
 
 METHODS = {"baseline": "Baseline", "sjdl": "SJDL"}
+LABELS = {"imagenet": "ImageNet features, no ReID training", **METHODS}
 QUICK = [
     "train.epochs=1",
     "train.max_steps_per_epoch=2",
@@ -63,7 +64,7 @@ def _fmt(v, digits: int = 2) -> str:
 def _table(rows: list[dict], inq: dict) -> tuple[str, list[str], list[list[str]]]:
     header = ["model", "test images", "mAP", "R1", "R5", "PSNR of J_enh (dB)", "SSIM of J_enh"]
     body = [
-        [r["model"], r["test"], _fmt(r["mAP"]), _fmt(r["R1"]), _fmt(r["R5"])]
+        [LABELS[r["model"]], r["test"], _fmt(r["mAP"]), _fmt(r["R1"]), _fmt(r["R5"])]
         + [_fmt(r["PSNR"]), _fmt(r["SSIM"], 3)]
         for r in rows
     ]
@@ -146,8 +147,9 @@ def _notes(cfg, seconds: float, quick: bool, real: dict) -> list[str]:
         f"whole demo: {seconds:.0f} s" + (" (quick mode: a pipeline check only)" if quick else ""),
         f"All rows: {cfg.model.backbone} from its ImageNet weights, {size} images, features "
         "L2-normalised, Euclidean distance. 'imagenet' = those weights with no ReID training "
-        "(GAP feature); Baseline and SJDL are trained with the same data, schedule and seed "
-        "(configs/demo.yaml).",
+        "(GAP feature, last stride 2 as trained on ImageNet); Baseline and SJDL are trained "
+        f"with the same data, schedule and seed (configs/demo.yaml, last stride "
+        f"{cfg.model.last_stride}).",
     ]
     for method, s in real.items():
         out.append(

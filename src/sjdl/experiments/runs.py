@@ -35,9 +35,12 @@ def load_run(run_dir: Path, device) -> tuple[torch.nn.Module, Config]:
 
 
 def imagenet_model(cfg: Config, device) -> torch.nn.Module:
-    """``cfg``'s backbone with its ImageNet weights and no ReID training; retrieval uses the
-    GAP feature (before the untrained BNNeck)."""
-    cfg = load_config(text=cfg.to_yaml(), overrides=["method=baseline", "test.feature=pre_bn"])
+    """``cfg``'s backbone with its ImageNet weights and no ReID training, as ImageNet trained
+    it (last stride 2); retrieval uses the GAP feature (before the untrained BNNeck)."""
+    cfg = load_config(
+        text=cfg.to_yaml(),
+        overrides=["method=baseline", "test.feature=pre_bn", "model.last_stride=2"],
+    )
     return build_model(cfg, num_syn_ids=1).to(device).eval()
 
 
