@@ -81,10 +81,14 @@ VARIANTS: dict[str, list[str]] = {
 REAL_CROPS = 64
 
 
+def run_folder(name: str, runs: Path, base: list[str]) -> Path:
+    key = name if not base else name + "|" + " ".join(base)  # other settings, other runs
+    return runs / hashlib.sha1(key.encode()).hexdigest()[:10]
+
+
 def measure(name: str, overrides: list[str], runs: Path, base: list[str]) -> dict:
     cfg = load_config("demo", ["method=sjdl", *base, *overrides])
-    key = name if not base else name + "|" + " ".join(base)  # other settings, other runs
-    run = runs / hashlib.sha1(key.encode()).hexdigest()[:10]
+    run = run_folder(name, runs, base)
     done = [r for r in read_metrics(run) if r["kind"] == "epoch"] if run.is_dir() else []
     if done and done[-1]["epoch"] == cfg.train.epochs:  # trained before: measure again only
         seconds = None
@@ -132,6 +136,12 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "calibration")
     ap.add_argument("--runs", type=Path, default=Path("runs/calibrate_eq11"), help="run folders")
     ap.add_argument("--only", nargs="*", help="substrings of variant names to run")
+    ap.add_argument(
+        "--sheet",
+        action="store_true",
+        help="also write real_crops.png: 8 real crops "
+        "restored by every variant run here, side by side (to look at artefacts)",
+    )
     ap.add_argument("overrides", nargs="*", help="extra config overrides for every variant")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -165,6 +175,24 @@ def main(argv=None) -> None:
     text = header("Calibration of Eq. 11 on the demo data") + "\n\n" + table(rows, inq, real_in)
     (args.out / "table.md").write_text(text + "\n")
     print(text)
+    if args.sheet:
+        sheet(rows, crops[::8], args)
+
+
+def sheet(rows: list[dict], crops, args) -> None:
+    """real_crops.png: the foggy crops, then each variant's J_enh (columns numbered as rows)."""
+    from sjdl.evaluation.visualize import comparison_sheet
+
+    device = resolve_device("auto")
+    columns, legend = [], []
+    for i, row in enumerate(rows, 1):
+        model, cfg = load_run(run_folder(row["variant"], args.runs, args.overrides), device)
+        foggy, restored = restore_real(model, cfg, crops, device)
+        columns.append((f"{i}", restored))
+        legend.append(f"{i}: {row['variant']}")
+    sheet_img = comparison_sheet([("foggy", foggy), *columns])
+    sheet_img.save(args.out / "real_crops.png")
+    (args.out / "real_crops.txt").write_text("\n".join(legend) + "\n")
 
 
 if __name__ == "__main__":

@@ -115,3 +115,10 @@ def save_restoration_grid(samples, path: Path) -> Path | None:
     path.parent.mkdir(parents=True, exist_ok=True)
     stack(rows).save(path)
     return path
+
+
+def comparison_sheet(columns: list[tuple[str, torch.Tensor]]) -> Image.Image:
+    """Rows of images side by side: ``columns`` = [(caption, (N, 3, H, W) in [0, 1]), ...]."""
+    n = len(columns[0][1])
+    rows = [_row([_thumb(imgs[i], GREY, label) for label, imgs in columns]) for i in range(n)]
+    return stack(rows)
