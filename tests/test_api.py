@@ -169,3 +169,29 @@ def test_open_refuses_another_checkpoint(setup, reid, tmp_path):
         sjdl.Gallery.open(idx, other)
     with pytest.raises(IndexError_, match="not an index folder"):
         sjdl.Gallery.open(tmp_path / "nothing")
+
+
+def test_embeddings_follow_the_checkpoints_normalisation(tmp_path):
+    """Search ranks like evaluation: test.normalize=true gives unit-length vectors for
+    queries (ReID.embed) and gallery (Gallery.build) alike."""
+    from sjdl.config import load_config
+    from sjdl.models import build_model
+    from sjdl.models.io import save_weights
+
+    cfg = load_config(
+        overrides=["model.backbone=resnet18", "data.size_test=[32,32]", "test.normalize=true"]
+    )
+    ckpt = save_weights(build_model(cfg, 3), tmp_path / "n.safetensors", cfg, 3, 0)
+    reid = sjdl.ReID.from_checkpoint(ckpt, device="cpu")
+    images = [torch.rand(3, 40, 30) for _ in range(3)]
+    assert np.allclose(np.linalg.norm(reid.embed(images), axis=1), 1, atol=1e-5)
+    gallery_dir = tmp_path / "g"
+    gallery_dir.mkdir()
+    for i in range(3):
+        Image.fromarray((np.random.default_rng(i).random((40, 30, 3)) * 255).astype("uint8")).save(
+            gallery_dir / f"{i:05d}_c001_x.jpg"
+        )
+    gallery = sjdl.Gallery.build([gallery_dir], reid)
+    hits = gallery.search(str(gallery_dir / "00001_c001_x.jpg"), k=3)
+    assert hits[0].path.endswith("00001_c001_x.jpg") and abs(hits[0].distance) < 1e-4
+    assert max(h.distance for h in hits) <= 4.0  # unit vectors: at most 2 apart (4 squared)

@@ -63,8 +63,10 @@ def embed(
     batch_size: int = 64,
     workers: int = 0,
     progress: Callable[[int], None] | None = None,
+    normalize: bool = False,
 ):
-    """(embeddings (N, D) float32, kept records, skipped paths) in record order."""
+    """(embeddings (N, D) float32, kept records, skipped paths) in record order; L2-normalised
+    when ``normalize`` (the checkpoint's ``test.normalize``, as in evaluation)."""
     ds = ReIDDataset(records, PairedTransform(tuple(size)), with_clear=False)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate)
     feats, kept, skipped, errors = [], [], [], []
@@ -73,7 +75,8 @@ def embed(
         skipped += [p for p, _ in batch["skipped"]]
         errors += [e for _, e in batch["skipped"]]
         if "img" in batch:
-            feats.append(model.extract_features(batch["img"].to(device)).float().cpu())
+            f = model.extract_features(batch["img"].to(device)).float().cpu()
+            feats.append(torch.nn.functional.normalize(f, dim=1) if normalize else f)
             kept += [records[int(i)] for i in batch["index"]]
             if progress:
                 progress(len(batch["img"]))

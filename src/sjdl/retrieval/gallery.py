@@ -237,5 +237,6 @@ def _embed_records(reid: ReID, records, progress: Progress | None):
         reid.device,
         reid.cfg.test.batch_size,
         progress=(lambda n: progress(n, total)) if progress else None,
+        normalize=reid.cfg.test.normalize,
     )
     return feats, [(str(r.path), r.pid, r.camid) for r in kept], [str(p) for p in skipped]

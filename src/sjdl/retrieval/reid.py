@@ -127,7 +127,8 @@ class ReID:
 
     @torch.no_grad()
     def embed(self, images, batch_size: int | None = None) -> np.ndarray:
-        """(N, D) float32 embeddings of one image or a list of them, in order; an unreadable
+        """(N, D) float32 embeddings of one image or a list of them, in order (L2-normalised
+        when the checkpoint's ``test.normalize`` is set, as in evaluation); an unreadable
         image is an error naming it."""
         items = as_list(images)
         bs = max(1, batch_size or self.cfg.test.batch_size)
@@ -139,8 +140,10 @@ class ReID:
                 resize(load_image(x, _name(x, start + i), side), self.size)
                 for i, x in enumerate(items[start : start + bs])
             ]
-            feats = self.model.extract_features(torch.stack(batch).to(self.device))
-            out.append(feats.float().cpu())
+            feats = self.model.extract_features(torch.stack(batch).to(self.device)).float()
+            if self.cfg.test.normalize:
+                feats = torch.nn.functional.normalize(feats, dim=1)
+            out.append(feats.cpu())
         if not out:
             return np.zeros((0, self.dim), np.float32)
         return torch.cat(out).numpy().astype(np.float32)
