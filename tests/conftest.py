@@ -84,3 +84,24 @@ def tiny_train_config(root, *extra):
             *extra,
         ]
     )
+
+
+def cli(*args):
+    """Run the ``sjdl`` app in-process (stdout and stderr kept apart)."""
+    from typer.testing import CliRunner
+
+    from sjdl.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, *needles):
+    """Exit 2, no traceback, one ``error:`` line on stderr containing every needle."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert "Traceback" not in result.output
+    errors = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    err = errors[0]
+    for n in needles:
+        assert str(n) in err, (n, err)
+    return err

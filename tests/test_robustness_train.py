@@ -6,14 +6,12 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
-from sjdl.cli import app
 from sjdl.config import ConfigError, load_config
 from sjdl.engine import Trainer
 from sjdl.engine import train as train_run
 
-from .conftest import tiny_train_config, write_image
+from .conftest import cli, one_line_error, tiny_train_config, write_image
 
 QUIET = {"log": lambda *a: None}
 TINY = [
@@ -48,22 +46,6 @@ def _same_weights(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _cli(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def _one_line_error(result, *needles):
-    """Exit 2, no traceback, one line on stderr containing every needle."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert "Traceback" not in result.output
-    errors = [x for x in result.stderr.splitlines() if x.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    err = errors[0]
-    for n in needles:
-        assert str(n) in err, (n, err)
-    return err
-
-
 def _rows(run, kind):
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     return [r for r in rows if r["kind"] == kind]
@@ -84,13 +66,13 @@ def test_resume_after_three_epochs_with_validation(fvrid, tmp_path):
 def test_train_cli_refuses_existing_run_unless_overwrite(fvrid, tmp_path):
     run = tmp_path / "run"
     args = ["train", "-o", run, f"data.root={fvrid}", *TINY, "train.epochs=1"]
-    assert _cli(*args).exit_code == 0
+    assert cli(*args).exit_code == 0
     before = (run / "checkpoints" / "last.safetensors").read_bytes()
     jsonl = (run / "metrics.jsonl").read_text()
-    _one_line_error(_cli(*args), str(run), "--resume", "--overwrite")
+    one_line_error(cli(*args), str(run), "--resume", "--overwrite")
     assert (run / "checkpoints" / "last.safetensors").read_bytes() == before
     assert (run / "metrics.jsonl").read_text() == jsonl
-    result = _cli(*args, "--overwrite", "train.seed=1")
+    result = cli(*args, "--overwrite", "train.seed=1")
     assert result.exit_code == 0, result.output
     assert len(_rows(run, "epoch")) == 1  # the old run's rows are gone, not appended to
     assert (run / "checkpoints" / "last.safetensors").read_bytes() != before
@@ -122,8 +104,8 @@ def test_state_without_weights_must_match_last_safetensors(fvrid, tmp_path):
     del old["model"]  # a state written before it carried the weights
     train_run(_cfg(fvrid, "train.epochs=2"), run, resume=True, **QUIET)
     torch.save(old, ck / "last_state.pt")  # epoch 1, while last.safetensors is at epoch 2
-    result = _cli("train", "--resume", run, "train.epochs=3")
-    _one_line_error(result, "last.safetensors (epoch 2", "does not match", "last_state.pt")
+    result = cli("train", "--resume", run, "train.epochs=3")
+    one_line_error(result, "last.safetensors (epoch 2", "does not match", "last_state.pt")
 
 
 # -- 12 / R7: epoch means ---------------------------------------------------------------
@@ -186,18 +168,18 @@ def test_invalid_values_are_refused(override, key):
 )
 def test_more_identities_per_batch_than_the_data_has(fvrid, tmp_path, extra, needle):
     run = tmp_path / "run"
-    result = _cli("train", "-o", run, f"data.root={fvrid}", *TINY, "train.val_ids=1", *extra)
-    _one_line_error(result, needle, "identities")
+    result = cli("train", "-o", run, f"data.root={fvrid}", *TINY, "train.val_ids=1", *extra)
+    one_line_error(result, needle, "identities")
     assert not run.exists()  # 19: a failed start leaves no run folder behind
 
 
-def test_strict_bad_training_image_is_a_one_line_error(fvrid, tmp_path):
+def test_strict_bad_training_image_is_aone_line_error(fvrid, tmp_path):
     victim = sorted((fvrid / "FVRID_syn" / "train_foggy").iterdir())[0]
     victim.write_bytes(b"not a jpeg")
     for workers in (0, 1):
         args = [f"data.root={fvrid}", *TINY, "data.strict=true", f"data.workers={workers}"]
-        result = _cli("train", "-o", tmp_path / f"run{workers}", *args)
-        _one_line_error(result, victim.name, "cannot read image", "data.strict")
+        result = cli("train", "-o", tmp_path / f"run{workers}", *args)
+        one_line_error(result, victim.name, "cannot read image", "data.strict")
 
 
 # -- 15: disk full while saving -----------------------------------------------------------
@@ -206,7 +188,7 @@ def test_disk_full_during_save_is_one_line_and_leaves_no_temporaries(fvrid, tmp_
 
     run = tmp_path / "run"
     args = ["train", "-o", run, f"data.root={fvrid}", *TINY, "train.epochs=1"]
-    assert _cli(*args).exit_code == 0
+    assert cli(*args).exit_code == 0
     before = (run / "checkpoints" / "last.safetensors").read_bytes()
 
     def full_disk(f, data):  # the disk fills up while a checkpoint is written
@@ -216,14 +198,14 @@ def test_disk_full_during_save_is_one_line_and_leaves_no_temporaries(fvrid, tmp_
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(mio, "_write_all", full_disk)
-    result = _cli("train", "--resume", run, "train.epochs=2")
-    _one_line_error(result, "no space left on device", str(run / "checkpoints"))
+    result = cli("train", "--resume", run, "train.epochs=2")
+    one_line_error(result, "no space left on device", str(run / "checkpoints"))
     assert not list((run / "checkpoints").glob("*.tmp"))
     assert (run / "checkpoints" / "last.safetensors").read_bytes() == before
 
 
 # -- 16: broken files -----------------------------------------------------------------------
-def test_broken_training_state_is_a_one_line_error(fvrid, tmp_path):
+def test_broken_training_state_is_aone_line_error(fvrid, tmp_path):
     from fractions import Fraction
 
     run = tmp_path / "run"
@@ -231,9 +213,9 @@ def test_broken_training_state_is_a_one_line_error(fvrid, tmp_path):
     state = run / "checkpoints" / "last_state.pt"
     good = state.read_bytes()
     state.write_bytes(good[: len(good) // 2])
-    _one_line_error(_cli("train", "--resume", run), "last_state.pt")
+    one_line_error(cli("train", "--resume", run), "last_state.pt")
     torch.save({"epoch": 1, "evil": Fraction(1, 3)}, state)
-    _one_line_error(_cli("train", "--resume", run), "last_state.pt", "pickled")
+    one_line_error(cli("train", "--resume", run), "last_state.pt", "pickled")
 
 
 def _pretrained_files(tmp_path):
@@ -257,10 +239,10 @@ def _pretrained_files(tmp_path):
 
 def test_bad_pretrained_files_are_one_line_errors(fvrid, tmp_path):
     for path in _pretrained_files(tmp_path):
-        result = _cli(
+        result = cli(
             "train", "-o", tmp_path / "run", f"data.root={fvrid}", *TINY, f"model.pretrained={path}"
         )
-        _one_line_error(result, path.name)
+        one_line_error(result, path.name)
 
 
 # -- 19: stale temporaries of interrupted saves -------------------------------------------
@@ -279,8 +261,8 @@ def test_stale_temporaries_are_removed_on_resume(fvrid, tmp_path):
 
 def test_failed_start_leaves_no_run_folder(tmp_path):
     run = tmp_path / "run"
-    result = _cli("train", "-o", run, f"data.root={tmp_path / 'nowhere'}", *TINY)
-    _one_line_error(result, "nowhere")
+    result = cli("train", "-o", run, f"data.root={tmp_path / 'nowhere'}", *TINY)
+    one_line_error(result, "nowhere")
     assert not run.exists()
 
 

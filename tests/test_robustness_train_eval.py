@@ -5,29 +5,14 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from sjdl.cli import app
 from sjdl.config import load_config
 from sjdl.models import build_model
 from sjdl.models.io import FORMAT, save_weights
 
+from .conftest import cli, one_line_error
+
 SMALL = ["model.backbone=resnet18", "data.size_test=[64,32]", "data.workers=0"]
-
-
-def _cli(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def _one_line_error(result, *needles):
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert "Traceback" not in result.output
-    errors = [x for x in result.stderr.splitlines() if x.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    err = errors[0]
-    for n in needles:
-        assert str(n) in err, (n, err)
-    return err
 
 
 def _ckpt(fvrid, tmp_path, *extra, num_ids=3, header_ids=None):
@@ -44,7 +29,7 @@ def test_eval_with_other_config_uses_the_checkpoint_model_and_size(fvrid, tmp_pa
         f"data:\n  root: {fvrid}\n  size_test: [96, 96]\n  workers: 0\nmodel:\n  split: conv3\n"
     )
     out = tmp_path / "ev"
-    result = _cli("eval", "--checkpoint", ckpt, "-c", other, "-o", out)
+    result = cli("eval", "--checkpoint", ckpt, "-c", other, "-o", out)
     assert result.exit_code == 0, result.output
     assert "size_test" in result.output  # says that the config's value was replaced
     info = json.loads((out / "metrics.json").read_text())
@@ -52,8 +37,8 @@ def test_eval_with_other_config_uses_the_checkpoint_model_and_size(fvrid, tmp_pa
     assert info["checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert info["feature"] == "post_bn" and info["metric"] == "euclidean"
     for bad in ("data.size_test=[96,96]", "model.backbone=resnet50", "method=baseline"):
-        result = _cli("eval", "--checkpoint", ckpt, "-c", other, "-o", out, bad)
-        _one_line_error(result, bad.split("=")[0], "checkpoint")
+        result = cli("eval", "--checkpoint", ckpt, "-c", other, "-o", out, bad)
+        one_line_error(result, bad.split("=")[0], "checkpoint")
 
 
 def test_test_feature_override_changes_the_feature_used(fvrid, tmp_path):
@@ -79,15 +64,15 @@ def test_unreadable_query_images_are_reported_and_strict_refuses(fvrid, tmp_path
     victim = sorted((fvrid / "FVRID_syn" / "query_foggy").iterdir())[0]
     victim.write_bytes(b"broken")
     out = tmp_path / "ev"
-    result = _cli("eval", f"data.root={fvrid}", *SMALL, "-o", out)
+    result = cli("eval", f"data.root={fvrid}", *SMALL, "-o", out)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "1 unreadable" in text and victim.name in text
     assert "1 queries ranked" in text
     info = json.loads((out / "metrics.json").read_text())
     assert info["unreadable_images"] == [str(victim)]
-    result = _cli("eval", f"data.root={fvrid}", *SMALL, "-o", out, "data.strict=true")
-    _one_line_error(result, victim.name, "cannot read image")
+    result = cli("eval", f"data.root={fvrid}", *SMALL, "-o", out, "data.strict=true")
+    one_line_error(result, victim.name, "cannot read image")
 
 
 def test_unreadable_validation_images_are_logged(fvrid, tmp_path):
@@ -105,24 +90,24 @@ def test_unreadable_validation_images_are_logged(fvrid, tmp_path):
 
 
 # -- 16 / 17: broken checkpoints, -o onto a file ---------------------------------------------
-def test_checkpoint_with_wrong_id_count_is_a_one_line_error(fvrid, tmp_path):
+def test_checkpoint_with_wrong_id_count_is_aone_line_error(fvrid, tmp_path):
     ckpt = _ckpt(fvrid, tmp_path, num_ids=3, header_ids=5)
-    _one_line_error(_cli("eval", "--checkpoint", ckpt, "-o", tmp_path / "ev"), ckpt.name)
+    one_line_error(cli("eval", "--checkpoint", ckpt, "-o", tmp_path / "ev"), ckpt.name)
 
 
-def test_checkpoint_with_broken_yaml_header_is_a_one_line_error(tmp_path):
+def test_checkpoint_with_broken_yaml_header_is_aone_line_error(tmp_path):
     from safetensors.torch import save_file
 
     path = tmp_path / "broken.safetensors"
     meta = {"format": FORMAT, "config": "model: [unclosed\n  - : :", "num_syn_ids": "3"}
     save_file({"w": torch.zeros(1)}, str(path), metadata={**meta, "num_real_ids": "0"})
-    _one_line_error(_cli("eval", "--checkpoint", path), path.name, "config")
+    one_line_error(cli("eval", "--checkpoint", path), path.name, "config")
 
 
 def test_eval_output_onto_an_existing_file_is_refused(fvrid, tmp_path):
     target = tmp_path / "taken.txt"
     target.write_text("keep me")
-    _one_line_error(_cli("eval", f"data.root={fvrid}", *SMALL, "-o", target), target.name)
+    one_line_error(cli("eval", f"data.root={fvrid}", *SMALL, "-o", target), target.name)
     assert target.read_text() == "keep me"
 
 
@@ -130,10 +115,10 @@ def test_eval_output_onto_an_existing_file_is_refused(fvrid, tmp_path):
 def test_config_flip_and_rerank_are_used_and_flags_override(fvrid, tmp_path):
     out = tmp_path / "ev"
     base = ["eval", f"data.root={fvrid}", *SMALL, "-o", out, "test.flip=true", "test.rerank=true"]
-    assert _cli(*base).exit_code == 0
+    assert cli(*base).exit_code == 0
     info = json.loads((out / "metrics.json").read_text())
     assert info["flip"] is True and info["rerank"] is True
-    assert _cli(*base, "--no-flip").exit_code == 0
+    assert cli(*base, "--no-flip").exit_code == 0
     info = json.loads((out / "metrics.json").read_text())
     assert info["flip"] is False and info["rerank"] is True
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
@@ -116,6 +115,7 @@ def run_eval(
     ``rerank`` / ``flip`` default to ``test.rerank`` / ``test.flip`` of ``cfg``."""
     from ..data import eval_loader
     from ..evaluation.evaluator import evaluate
+    from ..models.weights import sha256
 
     rerank = cfg.test.rerank if rerank is None else rerank
     flip = cfg.test.flip if flip is None else flip
@@ -178,14 +178,6 @@ def _unreadable(paths: list[str], data) -> str:
         f", {len(paths)} unreadable image(s) not used ({nq} query, {len(paths) - nq} "
         f"gallery: {shown})"
     )
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_pictures(result, data, out_dir: Path, title: str, metrics: dict) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..models.weights import sha256
 
 KINDS = ("flat", "hnsw", "ivf")
 FIELDS = ["row", "path", "pid", "camid", "added"]
@@ -31,11 +32,7 @@ class IndexError_(ValueError):
 
 def fingerprint(checkpoint: str | Path) -> str:
     """SHA-256 of the checkpoint file (weights + the config in its header)."""
-    h = hashlib.sha256()
-    with open(checkpoint, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256(checkpoint)
 
 
 def _faiss():
