@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -135,56 +136,37 @@ def evaluate(
     """
     rerank = test_cfg.rerank if rerank is None else rerank
     flip = test_cfg.flip if flip is None else flip
-    built_with = getattr(model, "retrieval_feature", None)
-    if built_with is not None:
-        model.retrieval_feature = test_cfg.feature
-    try:
-        return _evaluate(
-            model,
-            query_loader,
-            gallery_loader,
-            device,
-            test_cfg,
-            rerank,
-            flip,
-            restore,
-            progress,
-            max_samples,
-        )
-    finally:
-        if built_with is not None:
-            model.retrieval_feature = built_with
-
-
-def _evaluate(
-    model,
-    query_loader,
-    gallery_loader,
-    device,
-    test_cfg,
-    rerank,
-    flip,
-    restore,
-    progress,
-    max_samples,
-) -> EvalResult:
-    meter, samples, skipped = QualityMeter(), [], []
-    size_ok = all(s % 32 == 0 for s in query_loader.dataset.transform.size)
-    restore = restore and size_ok and getattr(model, "firm", None) is not None
-    common = {
-        "device": device,
-        "flip": flip,
-        "restore": restore,
-        "quality": meter,
-        "progress": progress,
-        "skipped": skipped,
-        "max_samples": max_samples,
-    }
-    q = extract_features(model, query_loader, samples=samples, **common)
-    g = extract_features(model, gallery_loader, samples=[], **common)
+    with _retrieval_feature(model, test_cfg.feature):
+        meter, samples, skipped = QualityMeter(), [], []
+        size_ok = all(s % 32 == 0 for s in query_loader.dataset.transform.size)
+        restore = restore and size_ok and getattr(model, "firm", None) is not None
+        common = {
+            "device": device,
+            "flip": flip,
+            "restore": restore,
+            "quality": meter,
+            "progress": progress,
+            "skipped": skipped,
+            "max_samples": max_samples,
+        }
+        q = extract_features(model, query_loader, samples=samples, **common)
+        g = extract_features(model, gallery_loader, samples=[], **common)
     if rerank:
         dist = k_reciprocal_rerank(q.feats, g.feats, metric=test_cfg.metric)
     else:
         dist = pairwise_distance(q.feats, g.feats, test_cfg.metric, test_cfg.normalize)
     ranking = evaluate_ranking(dist, q.pids, g.pids, q.camids, g.camids)
     return EvalResult(ranking, dist, q, g, meter.result(), samples, skipped)
+
+
+@contextlib.contextmanager
+def _retrieval_feature(model, feature: str):
+    """Embed with ``feature`` (pre/post BNNeck) for the duration, then restore the model's."""
+    built_with = getattr(model, "retrieval_feature", None)
+    if built_with is not None:
+        model.retrieval_feature = feature
+    try:
+        yield
+    finally:
+        if built_with is not None:
+            model.retrieval_feature = built_with
