@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import demo, deploy, evaluate, fog, info, train
+from . import demo, deploy, evaluate, fog, info, study, train
 
 app = typer.Typer(
     name="sjdl",
@@ -19,6 +19,7 @@ evaluate.register(app)
 train.register(app)
 demo.register(app)
 deploy.register(app)
+study.register(app)
 
 
 def main() -> None:
