@@ -206,7 +206,8 @@ class Study:
         """A finished run is reused only if it was trained with today's config."""
         old = _flat(load_config(text=(run_dir / "config.yaml").read_text()).to_dict())
         new = _flat(cfg.to_dict())
-        diff = [k for k in new if old.get(k) != new[k]]
+        moved = ("data.root", "train.output_dir")  # the study folder may have been moved
+        diff = [k for k in new if old.get(k) != new[k] and k not in moved]
         if diff:
             raise StudyError(
                 f"{run_dir}: trained with {diff[0]}={old.get(diff[0])!r}, the config now gives "
@@ -337,7 +338,8 @@ def run_study(out, settings: StudySettings, log=print, progress=None) -> list[Pa
     )
     h, w = settings.size
     header = (
-        f"sjdl study: seeds {','.join(map(str, settings.seeds))}, {settings.epochs} epochs"
+        f"sjdl study: seeds {','.join(map(str, settings.seeds))}, {settings.epochs} epoch"
+        + ("s" if settings.epochs != 1 else "")
         + (f" of at most {settings.max_steps} steps" if settings.max_steps else "")
         + f", {h}x{w} images, {settings.test_ids} test ids, fog densities "
         f"{', '.join(settings.densities)}; {time.strftime('%Y-%m-%d')}, "

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..data import demo_root
 from ..data.fog import fog_ranges
@@ -110,16 +111,20 @@ def prepare_density(data_dir: Path, density: str, fog_seed: int, progress=None) 
     syn = root / "FVRID_syn"
     if not (syn / MANIFEST).is_file():
         beta, airlight = fog_ranges(DENSITIES[density])
-        fog_folder(
-            data_dir / "source",
-            syn,
-            seed=fog_seed,
-            beta_range=beta,
-            airlight_range=airlight,
-            overwrite=True,  # only an unfinished set of our own can be there
-            workers=1,
-            progress=progress,
-        )
+        threads = torch.get_num_threads()  # fog_folder's in-process worker sets 1 thread
+        try:
+            fog_folder(
+                data_dir / "source",
+                syn,
+                seed=fog_seed,
+                beta_range=beta,
+                airlight_range=airlight,
+                overwrite=True,  # only an unfinished set of our own can be there
+                workers=1,
+                progress=progress,
+            )
+        finally:
+            torch.set_num_threads(threads)
     _link_real(root, json.loads((data_dir / "split.json").read_text())["source"])
     return root
 
