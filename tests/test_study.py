@@ -82,6 +82,10 @@ def test_settings_errors_name_the_value(tmp_path):
     with pytest.raises(StudyError, match="not a study folder"):
         Study(tmp_path / "x", QUICK).prepare_data()
     assert (tmp_path / "x" / "mine.txt").read_text() == "keep"
+    # a setting found wrong at the start leaves no trace: the folder stays usable
+    with pytest.raises(ValueError, match="test ids: got 600"):
+        Study(tmp_path / "y", StudySettings(test_ids=600)).prepare_data()
+    assert not (tmp_path / "y").exists()
 
 
 def _rows(path):

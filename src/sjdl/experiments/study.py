@@ -26,7 +26,7 @@ from ..evaluation.ranking import per_query_metrics
 from ..models.io import write_atomic
 from ..retrieval.defog import defog_dcp
 from .runs import clear_records, evaluate_test, load_run, train_run
-from .study_data import prepare_clear, prepare_density, prepare_split
+from .study_data import check_split, prepare_clear, prepare_density, prepare_split
 from .study_plan import (
     EVAL_COST,
     ROWS,
@@ -96,6 +96,7 @@ class Study:
                 )
         elif any(self.out.iterdir()) if self.out.is_dir() else False:
             raise StudyError(f"{self.out}: not empty and not a study folder; refusing")
+        check_split(self.s.test_ids, self.s.split_seed)  # before anything is written
         self.out.mkdir(parents=True, exist_ok=True)
         write_atomic(path, json.dumps(fixed, indent=1).encode())
 

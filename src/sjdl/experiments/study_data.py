@@ -81,6 +81,11 @@ def _link_tree(folder: Path, files: dict[str, list[Path]], kinds: tuple[str, ...
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_split(n_test: int, seed: int, source: Path | None = None) -> None:
+    """Raise (writing nothing) when ``n_test`` test ids cannot be split off the source."""
+    split_ids(source_images((Path(source) if source else demo_root()) / "FVRID_syn"), n_test, seed)
+
+
 def prepare_split(data_dir: Path, n_test: int, seed: int, source: Path | None = None) -> dict:
     """Write (or check) ``split.json`` and ``source/``; returns the split."""
     root = Path(source) if source else demo_root()
