@@ -158,3 +158,31 @@ def test_study_refuses_a_run_trained_with_another_config(tmp_path):
 def test_demo_root_is_the_default_source(tmp_path):
     split = prepare_split(tmp_path / "d", 150, seed=3)
     assert split["source"] == str(demo_root().resolve())
+
+
+def test_summary_pairs_rows_with_baseline_by_seed_and_query(tmp_path):
+    from sjdl.experiments.study_plan import query_file, save_arrays
+    from sjdl.experiments.study_report import markdown, summarize
+
+    rng = np.random.default_rng(0)
+    table = []
+    for seed in (0, 1, 2):
+        base = rng.uniform(0, 0.8, 50)
+        for row, ap in (("baseline", base), ("jdl", base.copy()), ("sjdl", base + 0.1)):
+            r1 = (ap > 0.5).astype(float)
+            save_arrays(query_file(tmp_path, row, "dense", "foggy", seed), AP=ap, R1=r1)
+            table.append(
+                {"row": row, "density": "dense", "test": "foggy", "seed": str(seed)}
+                | {"mAP": str(100 * ap.mean()), "R1": str(100 * r1.mean()), "PSNR": ""}
+                | {"SSIM": ""}
+            )
+    settings = StudySettings(rows=["baseline", "jdl", "sjdl"], densities=["dense"], seeds=[0, 1])
+    got = {s["row"]: s for s in summarize(tmp_path, table, settings)}
+    assert got["baseline"]["seeds"] == 2 and "dmAP" not in got["baseline"]
+    assert (got["jdl"]["dmAP"], got["jdl"]["dmAP_low"], got["jdl"]["dmAP_high"]) == (0, 0, 0)
+    d = got["sjdl"]
+    assert d["dmAP"] == pytest.approx(10) and d["dmAP_low"] == pytest.approx(10)
+    assert d["dmAP_high"] == pytest.approx(10) and d["dR1"] >= 0
+    text = markdown(list(got.values()), {"dense": {"PSNR": 12.0, "SSIM": 0.5}})
+    assert "+10.00 [+10.00, +10.00]" in text and "+0.00 [+0.00, +0.00]" in text
+    assert "dense fog PSNR 12.00 dB" in text

@@ -263,7 +263,7 @@ class Study:
                     "row": row,
                     "density": density,
                     "test": test,
-                    "seed": seed,
+                    "seed": str(seed),
                     "mAP": f"{100 * m['mAP']:.4f}",
                     "R1": f"{100 * m['R1']:.4f}",
                     "R5": f"{100 * m['R5']:.4f}",

@@ -51,7 +51,10 @@ def _float(v: str) -> float | None:
 
 
 def summarize(out: Path, table: list[dict], settings) -> list[dict]:
-    """One summary row per (density, test, row) present in ``table``."""
+    """One summary row per (density, test, row) of ``settings`` present in ``table``, over
+    the seeds of ``settings``."""
+    seeds = {str(x) for x in settings.seeds}
+    table = [r for r in table if r["seed"] in seeds]
     rows = []
     for density in settings.densities:
         for test in ("foggy", "clear"):
