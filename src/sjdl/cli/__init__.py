@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import demo, deploy, evaluate, fog, info, serve, train
+from . import demo, deploy, evaluate, fog, info, serve, study, train
 
 app = typer.Typer(
     name="sjdl",
@@ -20,6 +20,7 @@ train.register(app)
 demo.register(app)
 deploy.register(app)
 serve.register(app)
+study.register(app)
 
 
 def main() -> None:

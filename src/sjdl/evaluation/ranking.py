@@ -161,3 +161,26 @@ def evaluate_ranking(
     if valid == 0:
         return RankingResult(np.zeros(max_rank), 0.0, 0.0, 0, nq)
     return RankingResult(cmc_sum / valid, ap_sum / valid, inp_sum / valid, valid, nq - valid)
+
+
+def per_query_metrics(distmat, q_pids, g_pids, q_camids, g_camids) -> dict[str, np.ndarray]:
+    """Per-query ``AP`` and ``R1`` (1.0 when the first filtered entry is a true match), in
+    query order, with the protocol of ``evaluate_ranking``; NaN for a query without a true
+    match. Their means over the finite entries are that function's mAP and R1."""
+    dist = _as_numpy(distmat)
+    q_pids, g_pids = _as_numpy(q_pids).astype(np.int64), _as_numpy(g_pids).astype(np.int64)
+    q_cams, g_cams = _as_numpy(q_camids).astype(np.int64), _as_numpy(g_camids).astype(np.int64)
+    nq, ng = dist.shape
+    if (len(q_pids), len(g_pids), len(q_cams), len(g_cams)) != (nq, ng, nq, ng):
+        raise ValueError(f"distmat is {nq}x{ng} but the pid/camid lengths differ")
+    chunk = max(1, (128 << 20) // (24 * max(ng, 1)))
+    g_sorted = np.argsort(g_pids, kind="stable")
+    ap, r1 = np.full(nq, np.nan), np.full(nq, np.nan)
+    for s in range(0, nq, chunk):
+        e = min(nq, s + chunk)
+        first, a, _, ok = _stats_by_counting(
+            dist[s:e], q_pids[s:e], g_pids, q_cams[s:e], g_cams, g_sorted
+        )
+        ap[s:e] = np.where(ok, a, np.nan)
+        r1[s:e] = np.where(ok, (first == 0).astype(np.float64), np.nan)
+    return {"AP": ap, "R1": r1}

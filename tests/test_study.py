@@ -1,0 +1,188 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sjdl.cli import app
+from sjdl.data import demo_root, read_fvrid
+from sjdl.experiments.study import DefogThenReID, Study
+from sjdl.experiments.study_data import prepare_clear, prepare_density, prepare_split, split_ids
+from sjdl.experiments.study_plan import QUICK, StudyError, StudySettings, training_runs
+
+
+def test_split_is_reproducible_disjoint_and_complete():
+    pids = list(range(567))
+    train, test = split_ids(pids, 160, seed=0)
+    assert (train, test) == split_ids(pids, 160, seed=0)
+    assert split_ids(pids, 160, seed=1)[1] != test
+    assert len(test) == 160 and not set(train) & set(test) and set(train) | set(test) == set(pids)
+
+
+def test_study_data_is_an_fvrid_set_per_density(tmp_path):
+    data = tmp_path / "data"
+    split = prepare_split(data, 150, seed=0)
+    assert len(split["test_ids"]) == 150 and len(split["train_ids"]) == 567 - 150
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        roots = {d: prepare_density(data, d, fog_seed=0) for d in ("paper", "dense")}
+        assert torch.get_num_threads() == 2  # the fog synthesis must not leave 1 thread
+    finally:
+        torch.set_num_threads(threads)
+    sets = {d: read_fvrid(r, real_labelled=False) for d, r in roots.items()}
+    for s in sets.values():
+        assert {r.pid for r in s.query} == {r.pid for r in s.gallery} == set(split["test_ids"])
+        assert {r.camid for r in s.query} == {0} and {r.camid for r in s.gallery} == {1}
+        assert {r.pid for r in s.train} and len(s.train) == 2 * len(split["train_ids"])
+        assert len(s.real_train) == 864  # the embedded real foggy crops, linked
+    # same clear images, denser fog: lower mean dark-channel contrast to the clear partner
+    from sjdl.data.io import read_image
+
+    q = {d: s.query[0] for d, s in sets.items()}
+    assert q["paper"].path.name == q["dense"].path.name
+    clear = read_image(q["paper"].clear)
+    err = {d: float((read_image(r.path) - clear).abs().mean()) for d, r in q.items()}
+    assert 0 < err["paper"] < err["dense"]
+    clear_set = read_fvrid(prepare_clear(data), with_real=False)
+    img = clear_set.train[0]
+    assert img.path.resolve() == img.clear.resolve()  # "foggy" = clear for clear training
+    # the same folder with another split is refused, not overwritten
+    with pytest.raises(ValueError, match="split differently"):
+        prepare_split(data, 151, seed=0)
+    assert json.loads((data / "split.json").read_text()) == split
+
+
+def test_two_stage_rows_train_what_they_need():
+    assert training_runs("dcp_reid", "dense", 2) == [("clear", "", 2)]
+    assert training_runs("firm_reid", "paper", 1) == [("clear", "", 1), ("jdl", "paper", 1)]
+    assert training_runs("sjdl", "paper", 0) == [("sjdl", "paper", 0)]
+
+
+def test_defog_then_reid_embeds_the_defogged_images():
+    class Reid(torch.nn.Module):
+        def extract_features(self, x):
+            return x.mean((2, 3))
+
+    model = DefogThenReID(Reid(), lambda x: 1 - x)
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(model.extract_features(x), (1 - x).mean((2, 3)))
+    assert torch.equal(model.restore(x)[1], 1 - x) and model.firm is not None
+
+
+def test_settings_errors_name_the_value(tmp_path):
+    with pytest.raises(StudyError, match="'tabl4'"):
+        Study(tmp_path, StudySettings(rows=["tabl4"]))
+    with pytest.raises(StudyError, match="multiples of 32"):
+        Study(tmp_path, StudySettings(size=(64, 48)))
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "mine.txt").write_text("keep")
+    with pytest.raises(StudyError, match="not a study folder"):
+        Study(tmp_path / "x", QUICK).prepare_data()
+    assert (tmp_path / "x" / "mine.txt").read_text() == "keep"
+    # a setting found wrong at the start leaves no trace: the folder stays usable
+    with pytest.raises(ValueError, match="test ids: got 600"):
+        Study(tmp_path / "y", StudySettings(test_ids=600)).prepare_data()
+    assert not (tmp_path / "y").exists()
+
+
+def _rows(path):
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_quick_study_writes_outputs_and_resumes_without_retraining(tmp_path):
+    out = tmp_path / "study"
+    runner = CliRunner()
+    result = runner.invoke(app, ["study", "--quick", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = _rows(out / "metrics.csv")
+    assert {(r["row"], r["density"], r["test"], r["seed"]) for r in rows} == {
+        (row, "dense", test, "0") for row in QUICK.rows for test in ("clear", "foggy")
+    }
+    for r in rows:
+        assert 0 <= float(r["mAP"]) <= 100 and r["queries"] == "160"
+        restores = r["row"] in ("dcp_reid", "sjdl") and r["test"] == "foggy"
+        assert (r["PSNR"] != "") == restores
+        ap = np.load(out / "per_query" / f"{r['row']}-dense-{r['test']}-s0.npz")["AP"]
+        assert ap.shape == (160,) and float(r["mAP"]) == pytest.approx(100 * ap.mean(), abs=1e-3)
+    summary = (out / "summary.md").read_text()
+    assert "Table 4" in summary and "Table 3" in summary and "DCP defog" in summary
+    assert "ΔmAP vs Baseline" in summary and "[" in summary
+    assert (out / "summary.csv").is_file() and (out / "study.png").stat().st_size > 1000
+    trained = sorted((out / "runs").glob("*/study_trained.json"))
+    assert [p.parent.name for p in trained] == ["baseline-dense-s0", "clear-s0", "sjdl-dense-s0"]
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()}
+
+    # an interrupted evaluation (its rows missing) is redone; nothing is retrained
+    keep = [r for r in rows if r["row"] != "sjdl"]
+    with (out / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(keep)
+    result = runner.invoke(app, ["study", "--quick", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "training" not in result.output
+    assert stamps == {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()}
+    again = _rows(out / "metrics.csv")
+    assert len(again) == len(rows) and again[: len(keep)] == keep
+    assert {r["row"] for r in again[len(keep) :]} == {"sjdl"}
+
+    # a finished study is not redone at all; other settings in the same folder are refused
+    before = (out / "metrics.csv").read_bytes()
+    result = runner.invoke(app, ["study", "--quick", "-o", str(out)])
+    assert result.exit_code == 0 and (out / "metrics.csv").read_bytes() == before
+    result = runner.invoke(app, ["study", "--quick", "--size", "64x64", "-o", str(out)])
+    assert result.exit_code == 2
+    assert "size" in result.output and "another output folder" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_study_refuses_a_run_trained_with_another_config(tmp_path):
+    s = StudySettings(seeds=[0], rows=["baseline"], densities=["dense"], epochs=1, max_steps=1)
+    s = StudySettings(**{**s.__dict__, "size": (64, 32), "val_ids": 10})
+    study = Study(tmp_path, s, log=lambda *a: None)
+    study.prepare_data()
+    run = ("baseline", "dense", 0)
+    run_dir = tmp_path / "runs" / "baseline-dense-s0"
+    run_dir.mkdir(parents=True)
+    cfg = study.config(run)
+    (run_dir / "config.yaml").write_text(cfg.to_yaml().replace("lr: 0.00035", "lr: 0.001"))
+    (run_dir / "study_trained.json").write_text('{"seconds": 1}')
+    with pytest.raises(StudyError, match=r"train.lr=0.001.*another output folder"):
+        study.ensure_trained(run)
+
+
+def test_demo_root_is_the_default_source(tmp_path):
+    split = prepare_split(tmp_path / "d", 150, seed=3)
+    assert split["source"] == str(demo_root().resolve())
+
+
+def test_summary_pairs_rows_with_baseline_by_seed_and_query(tmp_path):
+    from sjdl.experiments.study_plan import query_file, save_arrays
+    from sjdl.experiments.study_report import markdown, summarize
+
+    rng = np.random.default_rng(0)
+    table = []
+    for seed in (0, 1, 2):
+        base = rng.uniform(0, 0.8, 50)
+        for row, ap in (("baseline", base), ("jdl", base.copy()), ("sjdl", base + 0.1)):
+            r1 = (ap > 0.5).astype(float)
+            save_arrays(query_file(tmp_path, row, "dense", "foggy", seed), AP=ap, R1=r1)
+            table.append(
+                {"row": row, "density": "dense", "test": "foggy", "seed": str(seed)}
+                | {"mAP": str(100 * ap.mean()), "R1": str(100 * r1.mean()), "PSNR": ""}
+                | {"SSIM": ""}
+            )
+    settings = StudySettings(rows=["baseline", "jdl", "sjdl"], densities=["dense"], seeds=[0, 1])
+    got = {s["row"]: s for s in summarize(tmp_path, table, settings)}
+    assert got["baseline"]["seeds"] == 2 and "dmAP" not in got["baseline"]
+    assert (got["jdl"]["dmAP"], got["jdl"]["dmAP_low"], got["jdl"]["dmAP_high"]) == (0, 0, 0)
+    d = got["sjdl"]
+    assert d["dmAP"] == pytest.approx(10) and d["dmAP_low"] == pytest.approx(10)
+    assert d["dmAP_high"] == pytest.approx(10) and d["dR1"] >= 0
+    text = markdown(list(got.values()), {"dense": {"PSNR": 12.0, "SSIM": 0.5}})
+    assert "+10.00 [+10.00, +10.00]" in text and "+0.00 [+0.00, +0.00]" in text
+    assert "dense fog PSNR 12.00 dB" in text
