@@ -161,3 +161,16 @@ def test_fog_resizes_same_aspect_depth_maps_and_says_so(tmp_path):
     rows = list(csv.DictReader((tmp_path / "out" / "fog_manifest.csv").open()))
     assert sum("(resized from 10x6)" in r["depth_source"] for r in rows) == 1
     assert json.dumps(rows)  # plain strings
+
+
+def test_fogging_in_process_keeps_the_callers_thread_count(tmp_path):
+    import torch
+
+    from sjdl.data.synthesis import _fog_chunk
+
+    torch.set_num_threads(2)
+    try:
+        assert _fog_chunk(([], ())) == []
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(2)

@@ -149,9 +149,15 @@ def fog_one(
 
 
 def _fog_chunk(args):
+    """Fog a chunk with one torch thread (processes run side by side), then restore the
+    caller's thread count (the chunk may run in the calling process)."""
     jobs, rest = args
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    return [fog_one(j, *rest) for j in jobs]
+    try:
+        return [fog_one(j, *rest) for j in jobs]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def fog_folder(
