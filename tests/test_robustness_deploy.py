@@ -339,3 +339,13 @@ def test_firm_tiles_a_real_model(tmp_path):
     assert tiled.shape == img.shape and tiled.min() >= 0 and tiled.max() <= 1
     with pytest.raises(ValueError, match="multiples of 32"):
         defog_firm(model, img, tile=100, overlap=30)
+
+
+def test_export_never_replaces_an_existing_file_without_overwrite(tmp_path):
+    from .conftest import cli, one_line_error
+
+    ckpt = _checkpoint(tmp_path)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    one_line_error(cli("export", "--checkpoint", ckpt, "-o", notes), "--overwrite")
+    assert notes.read_text() == "keep me"

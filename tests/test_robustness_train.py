@@ -311,3 +311,29 @@ def test_resume_with_amp_on_after_a_run_without_it(fvrid, tmp_path, monkeypatch)
     real = torch.amp.GradScaler
     monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled: real("cpu", enabled=True))
     assert train_run(_cfg(fvrid, "train.epochs=2"), run, resume=True, **QUIET)["epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.max_steps_per_epoch=-1", "train.max_steps_per_epoch"),
+        ("data.hflip=2", "data.hflip"),
+        ("data.real_batch_size=-4", "data.real_batch_size"),
+        ("train.device=tpu", "train.device"),
+    ],
+)
+def test_more_invalid_values_found_by_the_probe_are_refused(override, key):
+    from sjdl.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=key):
+        load_config(overrides=[override])
+
+
+def test_pretrained_file_of_another_network_is_refused(tmp_path):
+    from sjdl.models import build_model
+    from sjdl.models.io import CheckpointError
+
+    torch.save({"encoder.weight": torch.zeros(4, 4)}, tmp_path / "other.pth")
+    cfg = tiny_train_config(tmp_path, f"model.pretrained={tmp_path / 'other.pth'}")
+    with pytest.raises(CheckpointError, match="no tensor of it fits this backbone"):
+        build_model(cfg, 2)

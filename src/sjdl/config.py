@@ -363,7 +363,12 @@ def resolve_device(name: str = "auto"):
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(
+            f"train.device: got {name!r}, expected auto, cpu, cuda or cuda:N"
+        ) from None
 
 
 def _check_ranges(cfg: Config) -> None:
@@ -374,7 +379,35 @@ def _check_ranges(cfg: Config) -> None:
         ("train.lr", cfg.train.lr, cfg.train.lr > 0, "a number > 0"),
         ("test.batch_size", cfg.test.batch_size, cfg.test.batch_size >= 1, "an integer >= 1"),
         ("data.workers", cfg.data.workers, cfg.data.workers >= 0, "an integer >= 0"),
+        ("data.hflip", cfg.data.hflip, 0 <= cfg.data.hflip <= 1, "a probability in [0, 1]"),
+        (
+            "data.random_erasing",
+            cfg.data.random_erasing,
+            0 <= cfg.data.random_erasing <= 1,
+            "a probability in [0, 1]",
+        ),
+        ("data.pad", cfg.data.pad, cfg.data.pad >= 0, "an integer >= 0"),
+        (
+            "data.real_batch_size",
+            cfg.data.real_batch_size,
+            cfg.data.real_batch_size >= 0,
+            "an integer >= 0 (0 = P x K)",
+        ),
+        (
+            "train.max_steps_per_epoch",
+            cfg.train.max_steps_per_epoch,
+            cfg.train.max_steps_per_epoch >= 0,
+            "an integer >= 0 (0 = the full epoch)",
+        ),
+        (
+            "train.weight_decay",
+            cfg.train.weight_decay,
+            cfg.train.weight_decay >= 0,
+            "a number >= 0",
+        ),
+        ("train.firm_lr_mult", cfg.train.firm_lr_mult, cfg.train.firm_lr_mult > 0, "a number > 0"),
     ]
     for key, value, ok, expected in checks:
         if not ok:
             raise ConfigError(f"{key}: got {value!r}, expected {expected}")
+    resolve_device(cfg.train.device)  # an unknown device name is a config error, not a crash

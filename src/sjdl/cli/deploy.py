@@ -36,12 +36,15 @@ def export_command(
     fmt: str = typer.Option("onnx", "--format", help="Only onnx."),
     restoration: bool = typer.Option(False, help="Export FIRM (foggy -> J_enh) instead."),
     size: tuple[int, int] | None = typer.Option(None, help="Input H W (default: test size)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output file."),
 ):
     """Export the inference network (CFSM + ReIDM -> embedding), dynamic batch axis."""
     from ..retrieval import ReID, export_onnx
 
     if fmt != "onnx":
         fail(f"--format {fmt}: only onnx is supported")
+    if output.is_file() and not overwrite:
+        fail(f"{output} exists; pass --overwrite to replace it or choose another file name")
     try:
         reid = ReID.from_checkpoint(checkpoint, "cpu")
         model, cfg = reid.model, reid.cfg

@@ -212,4 +212,13 @@ def load_pretrained(model: nn.Module, path: str | Path, key_map=None) -> LoadRep
                 )
     unexpected = sorted(k for k in state if k not in own)
     missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
+    if not loaded:  # training on from scratch after a typo'd path would be silently wrong
+        from .io import CheckpointError
+
+        example = next(iter(state), "(empty)")
+        raise CheckpointError(
+            f"{path}: no tensor of it fits this backbone ({len(state)} in the file, e.g. "
+            f"'{example}'; the model expects e.g. '{next(iter(own))}'): is it weights for "
+            "another network?"
+        )
     return LoadReport(str(path), loaded, missing, unexpected, mismatched)
