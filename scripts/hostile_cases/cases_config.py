@@ -14,9 +14,9 @@ def _shared_data(w: World):
     return w._cache["cfg-data"]
 
 
-def _bad_value(w: World, key: str, *overrides: str, timeout: float | None = None) -> Outcome:
+def _bad_value(w: World, key: str, *overrides: str) -> Outcome:
     out = w.new("run")
-    r = w.sjdl(*w.train_args(_shared_data(w)), *overrides, "-o", out, timeout=timeout)
+    r = w.sjdl(*w.train_args(_shared_data(w)), *overrides, "-o", out)
     return refused(r, names=(key,), leftovers=(out,))
 
 
@@ -69,7 +69,7 @@ def case_hflip_probability_above_one(w):
 def case_real_batch_size_negative(w):
     """Unlabelled real images use random batches of data.real_batch_size (README)."""
     return _bad_value(
-        w, "data.real_batch_size", "data.real_labelled=false", "data.real_batch_size=-4", timeout=60
+        w, "data.real_batch_size", "data.real_labelled=false", "data.real_batch_size=-4"
     )
 
 

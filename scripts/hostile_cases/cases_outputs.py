@@ -23,6 +23,21 @@ def case_train_into_existing_run(w):
 
 
 @case("overwrite")
+def case_train_overwrite_keeps_foreign_files(w):
+    """--overwrite replaces the run; the user's own files in that folder stay."""
+    run = w.copy_run()
+    (run / "notes.txt").write_text("my notes on this run\n")
+    intact = Snapshot(run / "notes.txt", w.base_data)
+    r = w.sjdl(*w.train_args(w.base_data), "-o", run, "--overwrite")
+
+    def check():
+        logged = (run / "metrics.jsonl").read_text().splitlines()
+        return None if len(logged) == 1 else f"metrics.jsonl has {len(logged)} lines, expected 1"
+
+    return succeeded(r, check, intact)
+
+
+@case("overwrite")
 def case_index_build_into_non_empty_folder(w):
     out = w.new("mine")
     out.mkdir()

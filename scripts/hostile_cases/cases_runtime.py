@@ -218,14 +218,16 @@ def _kill_during_save(w: World, target: str) -> Outcome:
     proc = w.start(*args, "-o", run, log=log)
     ckpt = run / "checkpoints"
     try:
-        seen = _wait_for(lambda: (ckpt / "last.safetensors").is_file(), proc, 180, 0.01)
-        caught = seen and _wait_for(lambda: (ckpt / f"{target}.tmp").exists(), proc, 120)
+        seen = _wait_for(lambda: (ckpt / "last.safetensors").is_file(), proc, 600, 0.01)
+        caught = seen and _wait_for(lambda: (ckpt / f"{target}.tmp").exists(), proc, 300)
+        still_running = proc.poll() is None
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
         proc.log_file.close()
     if not seen:
-        return Outcome("not-run", f"training ended before a checkpoint: {log.read_text()[-200:]}")
+        why = "no checkpoint after 600 s" if still_running else "training ended early"
+        return Outcome("not-run", f"{why}: {log.read_text()[-200:]}")
     how = f"killed while writing {target}.tmp" if caught else "kill missed the save window"
     return _resume_check(w, run, 3, how)
 
@@ -243,11 +245,18 @@ def case_kill9_during_weights_save_then_resume(w):
 @case("interruption")
 def case_ctrl_c_in_epoch_3_then_resume(w):
     run, log = w.new("run"), w.new("train.log")
-    args = w.train_args(w.base_data, "train.epochs=4", "train.max_steps_per_epoch=6")
+    args = w.train_args(w.base_data, "train.epochs=4", "train.max_steps_per_epoch=8")
     proc = w.start(*args, "-o", run, log=log)
+    weights = run / "checkpoints" / "last.safetensors"
     try:
-        reached = _wait_for(lambda: len(_epochs_logged(run)) >= 2, proc, 240, 0.02)
-        time.sleep(0.3)  # inside epoch 3
+        reached = _wait_for(lambda: len(_epochs_logged(run)) >= 2, proc, 600, 0.02)
+        logged = time.time()
+        # epoch 2's checkpoints are written (weights last): then a few steps into epoch 3
+        reached = reached and _wait_for(
+            lambda: weights.is_file() and weights.stat().st_mtime >= logged - 0.05, proc, 300
+        )
+        still_running = proc.poll() is None
+        time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=120)
     finally:
@@ -258,7 +267,8 @@ def case_ctrl_c_in_epoch_3_then_resume(w):
     text = log.read_text()
     interrupted = Run(args, code, text, "", 0)
     if not reached:
-        return Outcome("not-run", f"training ended before epoch 3: {text[-200:]}")
+        why = "epoch 3 not reached in time" if still_running else "training ended early"
+        return Outcome("not-run", f"{why}: {text[-200:]}")
     if interrupted.traceback:
         return Outcome("traceback", f"on Ctrl-C: {interrupted.last_line()}")
     if code == 0:
