@@ -173,7 +173,7 @@ def test_more_identities_per_batch_than_the_data_has(fvrid, tmp_path, extra, nee
     assert not run.exists()  # 19: a failed start leaves no run folder behind
 
 
-def test_strict_bad_training_image_is_aone_line_error(fvrid, tmp_path):
+def test_strict_bad_training_image_is_a_one_line_error(fvrid, tmp_path):
     victim = sorted((fvrid / "FVRID_syn" / "train_foggy").iterdir())[0]
     victim.write_bytes(b"not a jpeg")
     for workers in (0, 1):
@@ -205,7 +205,7 @@ def test_disk_full_during_save_is_one_line_and_leaves_no_temporaries(fvrid, tmp_
 
 
 # -- 16: broken files -----------------------------------------------------------------------
-def test_broken_training_state_is_aone_line_error(fvrid, tmp_path):
+def test_broken_training_state_is_a_one_line_error(fvrid, tmp_path):
     from fractions import Fraction
 
     run = tmp_path / "run"
@@ -337,3 +337,14 @@ def test_pretrained_file_of_another_network_is_refused(tmp_path):
     cfg = tiny_train_config(tmp_path, f"model.pretrained={tmp_path / 'other.pth'}")
     with pytest.raises(CheckpointError, match="no tensor of it fits this backbone"):
         build_model(cfg, 2)
+
+
+def test_real_batch_larger_than_the_real_set_is_a_one_line_error(tmp_path):
+    from .conftest import make_fvrid
+
+    root = make_fvrid(tmp_path / "data", real_labelled=False)
+    run = tmp_path / "run"
+    args = [f"data.root={root}", *TINY, "method=sjdl", "data.real_labelled=false"]
+    result = cli("train", "-o", run, *args, "data.real_batch_size=100")
+    one_line_error(result, "data.real_batch_size = 100", "unlabelled real set has")
+    assert not run.exists()

@@ -90,12 +90,12 @@ def test_unreadable_validation_images_are_logged(fvrid, tmp_path):
 
 
 # -- 16 / 17: broken checkpoints, -o onto a file ---------------------------------------------
-def test_checkpoint_with_wrong_id_count_is_aone_line_error(fvrid, tmp_path):
+def test_checkpoint_with_wrong_id_count_is_a_one_line_error(fvrid, tmp_path):
     ckpt = _ckpt(fvrid, tmp_path, num_ids=3, header_ids=5)
     one_line_error(cli("eval", "--checkpoint", ckpt, "-o", tmp_path / "ev"), ckpt.name)
 
 
-def test_checkpoint_with_broken_yaml_header_is_aone_line_error(tmp_path):
+def test_checkpoint_with_broken_yaml_header_is_a_one_line_error(tmp_path):
     from safetensors.torch import save_file
 
     path = tmp_path / "broken.safetensors"

@@ -53,10 +53,15 @@ def check_batch_fits(data_cfg, data, uses_real: bool) -> None:
                 f"data.num_ids={p} is larger than the {n} {name} identities: "
                 f"set data.num_ids to at most {n}"
             )
-    if uses_real and not data.real_labelled and len(data.real_train) < p * k:
+    real_batch = data_cfg.real_batch_size or p * k
+    if uses_real and not data.real_labelled and len(data.real_train) < real_batch:
+        what = (
+            f"data.real_batch_size = {real_batch}"
+            if data_cfg.real_batch_size
+            else f"data.num_ids x data.num_instances = {p * k}"
+        )
         raise DatasetError(
-            f"a real batch needs data.num_ids x data.num_instances = {p * k} images, the "
-            f"unlabelled real set has {len(data.real_train)}"
+            f"a real batch needs {what} images, the unlabelled real set has {len(data.real_train)}"
         )
 
 
