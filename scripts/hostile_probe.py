@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -38,22 +40,38 @@ BAD = ("traceback", "silent-wrong", "data-loss", "hang")
 
 
 def run_case(world: World, case) -> tuple[Outcome, float]:
-    """Run one case; the command shown is its last ``sjdl`` call."""
-    n_before, t0 = len(world.runs), time.monotonic()
+    """Run one case; ``cmd`` lists its ``sjdl`` calls (setup of shared inputs excluded)."""
+    n_before, t0 = len(world.calls), time.monotonic()
     try:
         result = case.fn(world)
     except SetupError as e:
         result = Outcome("not-run", str(e))
     except Exception as e:  # a bug of the probe itself, not of sjdl
         result = Outcome("not-run", f"probe error: {type(e).__name__}: {e}")
-    if not result.cmd and len(world.runs) > n_before:
-        result.cmd = world.show(world.runs[-1])
+    if not result.cmd:
+        result.cmd = "\n    $ ".join(world.calls[n_before:])
     result.detail = result.detail.replace(str(world.root), "$TMP")
     return result, time.monotonic() - t0
 
 
+ORDER = [
+    "data",
+    "config",
+    "checkpoint",
+    "overwrite",
+    "concurrency",
+    "duplicates",
+    "index",
+    "interruption",
+    "disk-full",
+    "eval-conflict",
+]
+
+
 def select(patterns: list[str] | None, fast_only: bool = False):
-    chosen = [c for c in CASES if not fast_only or c.fast]
+    """Cases by category (ORDER), then as registered; ``patterns``: category/name parts."""
+    ranked = sorted(CASES, key=lambda c: ORDER.index(c.category) if c.category in ORDER else 99)
+    chosen = [c for c in ranked if not fast_only or c.fast]
     if patterns:
         chosen = [c for c in chosen if any(p in f"{c.category}/{c.name}" for p in patterns)]
     return chosen
@@ -102,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(f"{c.category}/{c.name}" for c in cases))
         return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still remove the folder
+    load_before = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="sjdl-probe-"))
     world = World(tmp, args.timeout)
     rows, t0 = [], time.monotonic()
@@ -123,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         [
             _header(),
             f"# command: {world.command[-1]} | {len(world.runs)} sjdl calls, "
-            f"{time.monotonic() - t0:.0f} s",
+            f"{time.monotonic() - t0:.0f} s | load average {load_before:.1f} at the start, "
+            f"{os.getloadavg()[0]:.1f} at the end (a busy machine slows every call; 'hang' "
+            f"= no exit within {args.timeout:.0f} s)",
             table(rows),
             "summary: " + summary(rows),
             "needing attention (traceback, silent-wrong, data-loss, hang, unexpected "

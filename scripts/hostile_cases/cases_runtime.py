@@ -8,6 +8,7 @@ import csv
 import json
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -44,9 +45,17 @@ def case_index_add_two_at_once(w):
     a, b = _new_images(w, 20, 500), _new_images(w, 20, 600)
     files = [w.new(f"add{i}.log") for i in range(2)]
     procs = [w.start("index", "add", idx, f, log=log) for f, log in zip((a, b), files, strict=True)]
-    codes = [p.wait(timeout=w.timeout) for p in procs]
+    try:
+        codes = [p.wait(timeout=w.timeout) for p in procs]
+    except subprocess.TimeoutExpired:
+        codes = None
     for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
         p.log_file.close()
+    if codes is None:
+        return Outcome("hang", f"two index add still running after {w.timeout:.0f} s")
     logs = [f.read_text() for f in files]
     for code, log in zip(codes, logs, strict=True):
         if "Traceback (most recent call last)" in log:
@@ -358,3 +367,35 @@ def case_eval_config_file_conflicts(w):
         return None if r.said("size_test") else "the replaced settings were not announced"
 
     return succeeded(r, check, Snapshot(w.ckpt))
+
+
+@case("eval-conflict")
+def case_eval_flip_and_rerank_from_config_file(w):
+    """test.flip / test.rerank set in the config file (not as flags) are used and recorded."""
+    cfg, out = w.new("flip.yaml"), w.new("eval")
+    cfg.write_text(
+        f"data: {{root: {w.base_data}, workers: 0}}\ntest: {{flip: true, rerank: true}}\n"
+    )
+    r = w.sjdl("eval", "--checkpoint", w.ckpt, "-c", cfg, "-o", out)
+
+    def check():
+        m = json.loads((out / "metrics.json").read_text())
+        got = {k: m.get(k) for k in ("flip", "rerank")}
+        return None if got == {"flip": True, "rerank": True} else f"metrics.json: {got}"
+
+    return succeeded(r, check)
+
+
+@case("config")
+def case_train_fog_on_the_fly_with_real_set(w):
+    """data.fog_on_the_fly=true with method sjdl (real batches have no clear image)."""
+    out = w.new("run")
+    r = w.sjdl(*w.train_args(w.base_data), "data.fog_on_the_fly=true", "-o", out)
+    return succeeded(
+        r,
+        lambda: (
+            None
+            if (out / "checkpoints" / "last.safetensors").is_file()
+            else "no checkpoint written"
+        ),
+    )

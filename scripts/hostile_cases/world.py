@@ -189,6 +189,7 @@ class World:
         self.timeout = timeout
         self.command = command or default_command()
         self.runs: list[Run] = []
+        self.calls: list[str] = []  # every command line, as shown to the user, in order
         self._n = 0
         self._cache: dict[str, Path] = {}
 
@@ -199,14 +200,19 @@ class World:
         self._n += 1
         return self.root / f"{self._n:03d}-{name}"
 
-    def show(self, run: Run) -> str:
-        """The command line of ``run`` as a user would type it ($TMP = the world folder)."""
-        return shlex.join(["sjdl", *run.args]).replace(str(self.root), "$TMP")
+    def show(self, args) -> str:
+        """``sjdl args`` as a user would type it ($TMP = the world folder)."""
+        return shlex.join(["sjdl", *map(str, args)]).replace(str(self.root), "$TMP")
 
-    def sjdl(self, *args, timeout: float | None = None, max_file_mb: int = 0) -> Run:
+    def sjdl(
+        self, *args, timeout: float | None = None, max_file_mb: int = 0, setup: bool = False
+    ) -> Run:
         """Run ``sjdl args``; ``max_file_mb`` caps the size of files it may write (a write
-        past it fails with EFBIG, a stand-in for a full disk)."""
+        past it fails with EFBIG, a stand-in for a full disk); ``setup``: making a shared
+        input, not part of the case that asked for it."""
         argv = [str(a) for a in args]
+        if not setup:
+            self.calls.append(self.show(argv))
         t0 = time.monotonic()
         try:
             p = subprocess.run(
@@ -227,6 +233,7 @@ class World:
 
     def start(self, *args, log: Path) -> subprocess.Popen:
         """Start ``sjdl args`` in the background, stdout+stderr to ``log``."""
+        self.calls.append(self.show(args) + " &")
         f = open(log, "w")  # noqa: SIM115 (closed by the caller: proc.log_file.close())
         proc = subprocess.Popen(
             self.command + [str(a) for a in args],
@@ -252,7 +259,7 @@ class World:
         if "run" not in self._cache:
             data = self.data("base-data")
             run_dir = self.root / "base-run"
-            r = self.sjdl(*self.train_args(data), "-o", run_dir, timeout=300)
+            r = self.sjdl(*self.train_args(data), "-o", run_dir, timeout=300, setup=True)
             if r.rc != 0:
                 raise SetupError(f"training the base run failed: {r.error_line()}")
             self._cache["run"], self._cache["data"] = run_dir, data
@@ -277,7 +284,9 @@ class World:
         if "index" not in self._cache:
             idx = self.root / "base-index"
             gallery = self.base_data / "FVRID_syn" / "gallery_foggy"
-            r = self.sjdl("index", "build", gallery, "--checkpoint", self.ckpt, "-o", idx)
+            r = self.sjdl(
+                "index", "build", gallery, "--checkpoint", self.ckpt, "-o", idx, setup=True
+            )
             if r.rc != 0:
                 raise SetupError(f"building the base index failed: {r.error_line()}")
             self._cache["index"] = idx
