@@ -60,6 +60,17 @@ def test_unreadable_image_is_skipped_counted_or_fatal(fvrid):
         list(eval_loader(data.query, _cfg("data.strict=true").data, batch_size=3))
 
 
+def test_unreadable_clear_partner_is_named_not_its_foggy_image(fvrid):
+    data = read_fvrid(fvrid)
+    rec = data.train[0]
+    rec.clear.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    log = BadImageLog()
+    with pytest.warns(UserWarning, match="skipped unreadable image"):
+        for batch in eval_loader(data.train[:3], _cfg().data, with_clear=True, batch_size=3):
+            log.update(batch)
+    assert list(log.skipped) == [str(rec.clear)] and str(rec.path) not in log.summary()
+
+
 def test_size_mismatch_between_partners_is_reported(fvrid):
     data = read_fvrid(fvrid)
     write_image(data.train[0].clear, size=(10, 10))

@@ -80,7 +80,7 @@ class ReIDDataset(Dataset):
         except ImageReadError as e:
             if self.strict and get_worker_info() is None:
                 raise ImageReadError(f"{e} {STRICT_NOTE}") from None
-            return {"bad": str(rec.path), "error": str(e)}
+            return {"bad": e.path or str(rec.path), "error": str(e)}
         reid, foggy, clear = self.transform(foggy, clear)
         item = {"img": reid, "foggy": foggy, "pid": rec.pid, "camid": rec.camid, "index": index}
         if clear is not None:

@@ -16,7 +16,11 @@ from PIL import Image
 
 
 class ImageReadError(OSError):
-    """An image file is missing, unreadable or truncated; the message names it."""
+    """An image file is missing, unreadable or truncated; the message names it (``path``)."""
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        super().__init__(message)
+        self.path = None if path is None else str(path)
 
 
 _WIDE_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -27,10 +31,10 @@ def _to_array(im: Image.Image, path) -> np.ndarray:
     if im.mode in _WIDE_GREY:
         grey = np.asarray(im).astype(np.float32)
         if grey.min() < 0 or grey.max() > 65535:
-            raise ImageReadError(f"{path}: integer image values outside 0..65535")
+            raise ImageReadError(f"{path}: integer image values outside 0..65535", path)
         return np.repeat((grey / 65535.0)[..., None], 3, axis=2)
     if im.mode == "F":
-        raise ImageReadError(f"{path}: floating-point images are not supported")
+        raise ImageReadError(f"{path}: floating-point images are not supported", path)
     return np.asarray(im.convert("RGB"))
 
 
@@ -45,7 +49,7 @@ def read_image(path: str | Path, max_side: int | None = None) -> torch.Tensor:
     except ImageReadError:
         raise
     except (OSError, SyntaxError, ValueError, RuntimeError) as e:
-        raise ImageReadError(f"{path}: cannot read image ({e})") from None
+        raise ImageReadError(f"{path}: cannot read image ({e})", path) from None
     t = torch.from_numpy(arr.copy()).permute(2, 0, 1)
     return t.float() if arr.dtype == np.float32 else t.float().div_(255)
 
