@@ -186,3 +186,5 @@ def test_summary_pairs_rows_with_baseline_by_seed_and_query(tmp_path):
     text = markdown(list(got.values()), {"dense": {"PSNR": 12.0, "SSIM": 0.5}})
     assert "+10.00 [+10.00, +10.00]" in text and "+0.00 [+0.00, +0.00]" in text
     assert "dense fog PSNR 12.00 dB" in text
+    glance = text.split("### At a glance")[1].split("###")[0]
+    assert "| SJDL | " in glance and "| +10.00 [+10.00, +10.00] | – |" in glance

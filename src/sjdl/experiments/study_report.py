@@ -105,8 +105,29 @@ def _ci(s: dict, m: str) -> str:
     return f"{s[f'd{m}']:+.2f} [{s[f'd{m}_low']:+.2f}, {s[f'd{m}_high']:+.2f}]"
 
 
+def glance(summary: list[dict]) -> list[str]:
+    """One line per row: per density, foggy-test mAP, its difference to Baseline [95% CI]
+    and clear-test mAP (the README's table)."""
+    densities = list(dict.fromkeys(s["density"] for s in summary))
+    by = {(s["row"], s["density"], s["test"]): s for s in summary}
+    head, rule = "| row |", "|---|"
+    for d in densities:
+        head += f" {d} fog: foggy test | ΔmAP vs Baseline [95% CI] | clear test |"
+        rule += "---|---|---|"
+    lines = ["\n### At a glance: mAP (%), mean ± std over seeds\n", head, rule]
+    for row in dict.fromkeys(s["row"] for s in summary):
+        cells = [LABELS.get(row, row)]
+        for d in densities:
+            foggy, clear = by.get((row, d, "foggy")), by.get((row, d, "clear"))
+            cells += [_pm(foggy, "mAP") if foggy else "–", _ci(foggy, "mAP") if foggy else "–"]
+            cells.append(_pm(clear, "mAP") if clear else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(summary: list[dict], input_quality: dict, header: str = "") -> str:
     lines = [header] if header else []
+    lines += glance(summary) if summary else []
     for title, names in (("Table 4 (ablation)", TABLE4), ("Table 3 (strategies)", TABLE3)):
         body = [s for s in summary if s["row"] in names]
         if not body:
