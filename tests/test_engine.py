@@ -184,3 +184,27 @@ def test_unreadable_training_images_are_counted_per_epoch(fvrid, tmp_path):
             tmp_path / "strict",
             log=lambda *a: None,
         )
+
+
+def test_real_batches_can_leave_bn_running_statistics_to_the_synthetic_ones():
+    from torch import nn
+
+    from sjdl.engine.trainer import JointForward
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm2d(3)
+
+        def forward(self, x, firm_input=None, heads=()):
+            return self.bn(x)
+
+    syn, real = torch.zeros(4, 3, 2, 2), torch.full((4, 3, 2, 2), 10.0)
+    stats = {}
+    for keep_real in (True, False):
+        net = Net().train()
+        JointForward(net, False, real_bn_stats=keep_real)(syn, syn, real, real)
+        stats[keep_real] = net.bn.running_mean.clone()
+        assert net.bn.momentum == 0.1  # restored after the real forward
+    assert torch.allclose(stats[False], torch.zeros(3))  # only the all-zero syn batch counted
+    assert torch.allclose(stats[True], torch.full((3,), 1.0))  # 0.9 * 0 + 0.1 * 10

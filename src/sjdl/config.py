@@ -100,6 +100,8 @@ class TrainConfig:
     steps: list[int] = field(default_factory=lambda: [20, 30, 45, 60, 75, 90, 105])
     gamma: float = 0.6
     real_every: int = 1  # a real batch every N iterations (5 = released schedule)
+    # whether real batches update BatchNorm running statistics (released code: they do)
+    real_bn_stats: bool = True
     amp: bool = True  # fp16 autocast + GradScaler on CUDA; ignored on CPU
     channels_last: bool = False
     seed: int = 0

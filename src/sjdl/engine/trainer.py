@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -30,19 +31,39 @@ class NonFiniteLossError(RuntimeError):
     """Too many consecutive steps had a NaN/inf loss."""
 
 
-class JointForward(nn.Module):
-    """One module call for the synthetic and the real forward (one DDP forward per step)."""
+@contextmanager
+def frozen_bn_statistics(model: nn.Module):
+    """BatchNorm layers still normalise with batch statistics but keep their running ones."""
+    saved = [
+        (m, m.momentum) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
+    for m, _ in saved:
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+    try:
+        yield
+    finally:
+        for m, momentum in saved:
+            m.momentum = momentum
 
-    def __init__(self, model: nn.Module, real_labelled: bool):
+
+class JointForward(nn.Module):
+    """One module call for the synthetic and the real forward (one DDP forward per step).
+    With ``real_bn_stats=False`` the real forward leaves BN running statistics as the
+    synthetic batches set them (the test images are synthetic)."""
+
+    def __init__(self, model: nn.Module, real_labelled: bool, real_bn_stats: bool = True):
         super().__init__()
         self.model = model
         self.real_heads = ("real",) if real_labelled else ()
+        self.real_bn_stats = real_bn_stats
 
     def forward(self, syn_img, syn_foggy, real_img=None, real_foggy=None):
         out_syn = self.model(syn_img, firm_input=syn_foggy, heads=("syn",))
         out_real = None
         if real_img is not None:
-            out_real = self.model(real_img, firm_input=real_foggy, heads=self.real_heads)
+            keep = nullcontext() if self.real_bn_stats else frozen_bn_statistics(self.model)
+            with keep:
+                out_real = self.model(real_img, firm_input=real_foggy, heads=self.real_heads)
         return out_syn, out_real
 
 
@@ -72,7 +93,7 @@ class Trainer(Checkpointing):
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick kernels
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda_amp)
-        joint = JointForward(self.model, p.num_real_ids > 0)
+        joint = JointForward(self.model, p.num_real_ids > 0, cfg.train.real_bn_stats)
         if self.dist.enabled:
             if cfg.train.sync_bn and self.device.type != "cuda":
                 self._log("train.sync_bn ignored: SyncBatchNorm needs CUDA devices")
