@@ -310,34 +310,22 @@ def case_checkpoint_write_fails_midway(w):
 # --- evaluation against the checkpoint's own settings -----------------------------------
 
 
+def _eval_override_refused(w, override: str):
+    """``sjdl eval`` of the world's checkpoint with an override its settings contradict."""
+    key = override.split("=", 1)[0]
+    out = w.new("eval")
+    r = w.sjdl("eval", "--checkpoint", w.ckpt, f"data.root={w.base_data}", override, "-o", out)
+    return refused(r, names=(key,))
+
+
 @case("eval-conflict")
 def case_eval_size_override_conflicts(w):
-    out = w.new("eval")
-    r = w.sjdl(
-        "eval",
-        "--checkpoint",
-        w.ckpt,
-        f"data.root={w.base_data}",
-        "data.size_test=[64,64]",
-        "-o",
-        out,
-    )
-    return refused(r, names=("data.size_test",))
+    return _eval_override_refused(w, "data.size_test=[64,64]")
 
 
 @case("eval-conflict")
 def case_eval_model_override_conflicts(w):
-    out = w.new("eval")
-    r = w.sjdl(
-        "eval",
-        "--checkpoint",
-        w.ckpt,
-        f"data.root={w.base_data}",
-        "model.backbone=resnet50",
-        "-o",
-        out,
-    )
-    return refused(r, names=("model.backbone",))
+    return _eval_override_refused(w, "model.backbone=resnet50")
 
 
 @case("eval-conflict")
