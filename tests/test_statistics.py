@@ -81,3 +81,33 @@ def test_per_query_metrics_average_to_the_ranking_result():
     assert np.nanmean(per["AP"]) == pytest.approx(res.mAP)
     assert np.nanmean(per["R1"]) == pytest.approx(res.rank(1))
     assert set(np.unique(per["R1"][valid])) <= {0.0, 1.0}
+
+
+def test_perfectly_correlated_seeds_give_the_width_of_a_single_seed_not_narrower():
+    rng = np.random.default_rng(6)
+    one = rng.uniform(0, 1, 120)
+    single = bootstrap_mean(one[None, :], resamples=1000, seed=2)
+    three = bootstrap_mean(np.stack([one, one, one]), resamples=1000, seed=2)
+    # the same queries serve every seed: three identical runs hold no more information
+    assert (three.low, three.high) == pytest.approx((single.low, single.high))
+    # nested resampling (queries drawn anew inside each seed) would shrink it by about 1/sqrt(3)
+    assert three.high - three.low > 0.9 * (single.high - single.low)
+
+
+def test_additive_seed_and_query_effects_match_the_analytic_variance():
+    # x[s, q] = a_s + b_q: a replicate mean is mean(a over drawn seeds) + mean(b over the
+    # shared query draw), so its variance is var_pop(a)/S + var_pop(b)/Q (bootstrap version)
+    rng = np.random.default_rng(8)
+    a, b = rng.normal(0, 1.0, 4), rng.normal(0, 2.0, 300)
+    x = a[:, None] + b[None, :]
+    ci = bootstrap_mean(x, resamples=8000, seed=1)
+    sd = np.sqrt(a.var() / a.size + b.var() / b.size)
+    assert ci.high - ci.low == pytest.approx(2 * 1.959964 * sd, rel=0.08)
+
+
+def test_sets_of_the_same_queries_share_one_query_resample():
+    rng = np.random.default_rng(9)
+    q = rng.uniform(0, 1, 80)
+    two_sets = np.stack([q, q])[None]  # (1 seed, 2 sets, 80 queries): the same set twice
+    assert bootstrap_mean(two_sets, seed=4) == bootstrap_mean(q, seed=4)
+    assert paired_difference(two_sets + 0.1, two_sets).value == pytest.approx(0.1)

@@ -2,10 +2,13 @@
 over seeds and queries (pure functions on arrays; no I/O, no models).
 
 Per-query values (AP, hit@1) come as an (S, Q) array: S seeds (runs) by Q queries of one
-test set. The bootstrap is hierarchical: each replicate draws S seeds with replacement, then
-within each drawn seed Q queries with replacement, and takes the mean, so both the variation
-between training runs and the finite number of test queries widen the interval. NaN marks a
-query without a valid match; it is left out of the means.
+test set, or (S, K, Q) with K test sets made of the same Q query identities (e.g. several
+fog kinds). The same queries serve every seed (and every kind): queries are crossed with
+seeds, not nested in them. So each bootstrap replicate draws S seeds with replacement and
+ONE resample of the Q queries, shared by all drawn seeds and kinds, and takes the mean; both
+the variation between training runs and the finite number of test queries widen the
+interval, and perfectly correlated seeds give the width of a single seed, not a narrower
+one. NaN marks a query without a valid match; it is left out of the means.
 """
 
 from __future__ import annotations
@@ -40,11 +43,17 @@ def mean_std(values) -> tuple[float, float]:
 
 
 def _as_seeds_by_queries(values) -> np.ndarray:
+    """(S, K, Q): a 1-D array is one seed and one test set, a 2-D one (S, Q) one test set."""
     x = np.asarray(values, dtype=np.float64)
     if x.ndim == 1:
         x = x[None, :]
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"expected a non-empty (seeds, queries) array, got shape {x.shape}")
+    if x.ndim == 2:
+        x = x[:, None, :]
+    if x.ndim != 3 or 0 in x.shape:
+        raise ValueError(
+            f"expected a non-empty (seeds, queries) or (seeds, sets, queries) array, "
+            f"got shape {x.shape}"
+        )
     return x
 
 
@@ -54,8 +63,9 @@ def bootstrap_mean(
     level: float = 0.95,
     seed: int = 0,
 ) -> Interval:
-    """Mean of an (S, Q) array of per-query values with a percentile bootstrap interval that
-    resamples seeds, then queries within each seed (a 1-D array is one seed)."""
+    """Mean of an (S, Q) or (S, K, Q) array of per-query values with a percentile bootstrap
+    interval: each replicate resamples the seeds, and the queries once for all seeds and
+    sets (a 1-D array is one seed)."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     if resamples < 1:
@@ -68,17 +78,22 @@ def bootstrap_mean(
     point = float(x[finite].mean())
     if np.ptp(x[finite]) == 0:  # a constant sample: every replicate is that constant
         return Interval(float(x[finite][0]), float(x[finite][0]), float(x[finite][0]), level)
-    s, q = x.shape
+    s, k, q = x.shape
     rng = np.random.default_rng(seed)
     means = np.empty(resamples)
     filled, weights = np.where(finite, x, 0.0), finite.astype(np.float64)
-    chunk = max(1, (1 << 22) // (s * q))  # bounded memory: about 4M draws at a time
+    # one query resample per replicate, drawn before the seeds: S identical seeds then
+    # replay exactly the replicates of a single seed
+    all_cols = rng.integers(0, q, (resamples, q))
+    all_rows = rng.integers(0, s, (resamples, s))
+    chunk = max(1, (1 << 22) // (s * k * q))  # bounded memory: about 4M values at a time
     for start in range(0, resamples, chunk):
         n = min(chunk, resamples - start)
-        rows = rng.integers(0, s, (n, s))[:, :, None]
-        cols = rng.integers(0, q, (n, s, q))
-        total = filled[rows, cols].sum((1, 2))
-        count = weights[rows, cols].sum((1, 2))
+        cols, rows = all_cols[start : start + n], all_rows[start : start + n]
+        counts = np.zeros((n, q))  # how often each query was drawn, per replicate
+        np.add.at(counts, (np.arange(n)[:, None], cols), 1.0)
+        total = np.einsum("nq,nskq->n", counts, filled[rows])
+        count = np.einsum("nq,nskq->n", counts, weights[rows])
         with np.errstate(invalid="ignore", divide="ignore"):
             means[start : start + n] = total / count
     means = means[np.isfinite(means)]
@@ -94,12 +109,13 @@ def paired_difference(
     level: float = 0.95,
     seed: int = 0,
 ) -> Interval:
-    """Mean of ``values - reference`` (both (S, Q): the same seeds and queries in the same
-    order) with a bootstrap interval over seeds and queries (``bootstrap_mean``)."""
+    """Mean of ``values - reference`` (both (S, Q) or (S, K, Q): the same seeds and queries
+    in the same order) with a bootstrap interval over seeds and queries (``bootstrap_mean``)."""
     a, b = _as_seeds_by_queries(values), _as_seeds_by_queries(reference)
     if a.shape != b.shape:
         raise ValueError(
-            f"paired values need the same (seeds, queries) shape, got {a.shape} and {b.shape}"
+            f"paired values need the same (seeds, queries) shape, got {np.shape(values)} and "
+            f"{np.shape(reference)}"
         )
     return bootstrap_mean(a - b, resamples, level, seed)
 
