@@ -99,18 +99,21 @@ def test_quick_study_writes_outputs_and_resumes_without_retraining(tmp_path):
     result = runner.invoke(app, ["study", "--quick", "-o", str(out)])
     assert result.exit_code == 0, result.output
     rows = _rows(out / "metrics.csv")
+    tests = ("clear", "foggy", "patchy", "scatter")  # the last two: fog no training uses
     assert {(r["row"], r["density"], r["test"], r["seed"]) for r in rows} == {
-        (row, "dense", test, "0") for row in QUICK.rows for test in ("clear", "foggy")
+        (row, "dense", test, "0") for row in QUICK.rows for test in tests
     }
     for r in rows:
         assert 0 <= float(r["mAP"]) <= 100 and r["queries"] == "160"
-        restores = r["row"] in ("dcp_reid", "sjdl") and r["test"] == "foggy"
+        restores = r["row"] in ("dcp_reid", "sjdl") and r["test"] != "clear"
         assert (r["PSNR"] != "") == restores
         ap = np.load(out / "per_query" / f"{r['row']}-dense-{r['test']}-s0.npz")["AP"]
         assert ap.shape == (160,) and float(r["mAP"]) == pytest.approx(100 * ap.mean(), abs=1e-3)
     summary = (out / "summary.md").read_text()
-    assert "Table 4" in summary and "Table 3" in summary and "DCP defog" in summary
-    assert "ΔmAP vs Baseline" in summary and "[" in summary
+    assert "At a glance" in summary and "unseen fog" in summary and "DCP defog" in summary
+    assert "ΔmAP vs Baseline" in summary and "Δ vs ImageNet" in summary and "[" in summary
+    assert "| dense | unseen | ImageNet features" in summary
+    assert "unseen patchy fog PSNR" in summary
     assert (out / "summary.csv").is_file() and (out / "study.png").stat().st_size > 1000
     trained = sorted((out / "runs").glob("*/study_trained.json"))
     assert [p.parent.name for p in trained] == ["baseline-dense-s0", "clear-s0", "sjdl-dense-s0"]
@@ -188,3 +191,64 @@ def test_summary_pairs_rows_with_baseline_by_seed_and_query(tmp_path):
     assert "dense fog PSNR 12.00 dB" in text
     glance = text.split("### At a glance")[1].split("###")[0]
     assert "| SJDL | " in glance and "| +10.00 [+10.00, +10.00] | – |" in glance
+
+
+def test_dev_split_leaves_out_the_test_and_demo_ids(tmp_path):
+    from sjdl.experiments.study_data import demo_test_ids
+
+    test = prepare_split(tmp_path / "t", 160, seed=0)
+    dev = prepare_split(tmp_path / "d", 160, seed=0, dev_ids=100)
+    demo = set(demo_test_ids())
+    assert len(demo) == 60 and len(dev["test_ids"]) == 100 and dev["split"] == "dev"
+    used = set(dev["train_ids"]) | set(dev["test_ids"])
+    assert not used & set(test["test_ids"]) and not used & demo
+    assert set(dev["excluded_ids"]) == set(test["test_ids"]) | demo
+    assert used | set(dev["excluded_ids"]) == set(test["train_ids"]) | set(test["test_ids"])
+    assert not set(dev["train_ids"]) & set(dev["test_ids"])
+
+
+def test_study_refuses_overrides_of_the_keys_it_sets(tmp_path):
+    for item in ("train.seed=5", "method=jdl", "data.root=/x", "train.epochs=3"):
+        with pytest.raises(StudyError, match=item.split("=")[0] + ": the study sets"):
+            Study(tmp_path, StudySettings(overrides=[item]))
+    result = CliRunner().invoke(app, ["study", "-o", str(tmp_path / "s"), "train.seed=5"])
+    assert result.exit_code == 2 and "--seeds" in result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_unknown_row_error_lists_the_rows(tmp_path):
+    with pytest.raises(StudyError, match=r"unknown row 'sjdl\+bn_nowhere'.*baseline\+bn_gallery"):
+        Study(tmp_path, StudySettings(rows=["sjdl+bn_nowhere"]))
+    assert training_runs("imagenet", "dense", 0) == []
+    assert training_runs("baseline+bn_gallery", "paper", 1) == [("baseline", "paper", 1)]
+
+
+def test_unseen_summary_is_the_mean_over_kinds_paired_with_baseline_and_imagenet(tmp_path):
+    from sjdl.experiments.study_plan import query_file, save_arrays
+    from sjdl.experiments.study_report import markdown, summarize
+
+    rng = np.random.default_rng(1)
+    table = []
+    for seed in (0, 1):
+        for test, shift in (("foggy", 0.0), ("patchy", 0.2), ("scatter", 0.4)):
+            base = rng.uniform(0, 0.5, 40)
+            rows = (("imagenet", base - 0.05), ("baseline", base), ("sjdl", base + shift))
+            for row, ap in rows:
+                r1 = (ap > 0.3).astype(float)
+                save_arrays(query_file(tmp_path, row, "dense", test, seed), AP=ap, R1=r1)
+                table.append(
+                    {"row": row, "density": "dense", "test": test, "seed": str(seed)}
+                    | {"mAP": str(100 * ap.mean()), "R1": str(100 * r1.mean())}
+                    | {"PSNR": "", "SSIM": ""}
+                )
+    settings = StudySettings(rows=["imagenet", "baseline", "sjdl"], densities=["dense"])
+    got = {(s["row"], s["test"]): s for s in summarize(tmp_path, table, settings)}
+    u = got[("sjdl", "unseen")]
+    assert u["dmAP"] == pytest.approx(30) and u["dmAP_low"] == pytest.approx(30)  # (20+40)/2
+    assert u["dmAP_imagenet"] == pytest.approx(35) and u["seed_dmAP"] == "+30.00 +30.00"
+    kinds = [got[("sjdl", k)]["mAP_mean"] for k in ("patchy", "scatter")]
+    assert u["mAP_mean"] == pytest.approx(np.mean(kinds))
+    assert ("sjdl", "foggy") in got and got[("sjdl", "foggy")]["dmAP"] == pytest.approx(0)
+    glance = markdown(list(got.values()), {}).split("### At a glance")[1].split("###")[0]
+    line = next(x for x in glance.splitlines() if x.startswith("| SJDL |"))
+    assert line.endswith("| +30.00 [+30.00, +30.00] | +35.00 [+35.00, +35.00] |")

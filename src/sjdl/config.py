@@ -9,6 +9,7 @@ while explicit YAML/command-line values still win.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import yaml
 
 PRESETS = ("paper", "official", "printed")
 METHODS = ("baseline", "jdl", "sjdl_wo_sc", "sjdl")
+FogKind = Literal["uniform", "patchy", "scatter", "tinted"]  # data/fog_kinds.py
 
 
 class ConfigError(ValueError):
@@ -70,6 +72,14 @@ class DataConfig:
     workers: int = 2
     strict: bool = False
     fog_on_the_fly: bool = False
+    # fog augmentation: with probability fog_augment_p a synthetic training image is re-fogged
+    # from its clear partner with a kind drawn from fog_augment (data/fog_kinds.py), beta in
+    # fog_augment_beta, the built-in depth; [] = off
+    fog_augment: list[FogKind] = field(default_factory=list)
+    fog_augment_p: float = 0.5
+    fog_augment_beta: list[float] = field(default_factory=lambda: [0.4, 1.6])
+    # the clear partners of the synthetic training images are ReID training images too
+    clear_twins: bool = False
 
 
 @dataclass
@@ -197,7 +207,8 @@ def _describe(tp: Any) -> str:
     if get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
     if get_origin(tp) is list:
-        return f"a list of {get_args(tp)[0].__name__}"
+        item = get_args(tp)[0]
+        return f"a list of {getattr(item, '__name__', None) or _describe(item)}"
     name = getattr(tp, "__name__", str(tp))
     return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
@@ -408,6 +419,19 @@ def _check_ranges(cfg: Config) -> None:
             "a number >= 0",
         ),
         ("train.firm_lr_mult", cfg.train.firm_lr_mult, cfg.train.firm_lr_mult > 0, "a number > 0"),
+        (
+            "data.fog_augment_p",
+            cfg.data.fog_augment_p,
+            0 <= cfg.data.fog_augment_p <= 1,
+            "a probability in [0, 1]",
+        ),
+        (
+            "data.fog_augment_beta",
+            cfg.data.fog_augment_beta,
+            len(cfg.data.fog_augment_beta) == 2
+            and 0 <= cfg.data.fog_augment_beta[0] <= cfg.data.fog_augment_beta[1] < math.inf,
+            "[low, high] with 0 <= low <= high",
+        ),
     ]
     for key, value, ok, expected in checks:
         if not ok:

@@ -32,14 +32,22 @@ def fog(
     ),
     require_depth: bool = typer.Option(False, help="Fail when an image has no depth file."),
     workers: int = typer.Option(2, min=1, help="Processes (default: both cores)."),
+    kind: str = typer.Option(
+        "uniform",
+        help="Fog kind: uniform (homogeneous), patchy (non-uniform density), scatter "
+        "(multiple-scattering blur), tinted (wavelength-dependent, coloured airlight); "
+        "README 'Fog kinds'.",
+    ),
 ):
     """Fog clear images (I = J t + A (1 - t), t = exp(-beta d)) into an FVRID_syn-style set."""
     from ..data.fog import fog_ranges
+    from ..data.fog_kinds import check_kinds
     from ..data.records import DatasetError
     from ..data.synthesis import fog_folder, plan_jobs, refuse_overwrite
 
     try:
         beta_range, airlight_range = fog_ranges(preset, beta, airlight)
+        check_kinds([kind])
         jobs = plan_jobs(src, dst, copies)
         if not overwrite:
             refuse_overwrite(jobs, dst)
@@ -64,12 +72,13 @@ def fog(
                 workers,
                 require_depth,
                 progress=lambda n: bar.advance(task, n),
+                kind=kind,
             )
     except (DatasetError, ValueError, OSError) as e:
         fail(str(e))
     console.print(
         f"wrote {total} foggy/clear pairs to {dst}; manifest: {manifest} "
-        f"(beta {beta_range}, airlight {airlight_range})"
+        f"({kind} fog, beta {beta_range}, airlight {airlight_range})"
     )
     import csv
 

@@ -68,8 +68,14 @@ def study_command(
     ),
     rows: str = typer.Option(
         None,
-        help="Rows: clear_reid, dcp_reid, firm_reid, baseline, jdl, sjdl_wo_sc, sjdl "
-        "[default: all].",
+        help="Rows, comma-separated: imagenet, clear_reid, dcp_reid, firm_reid, baseline, "
+        "baseline_clear, baseline_aug, jdl, sjdl_wo_sc, sjdl, sjdl_aug, and any trained row "
+        "with +bn_train or +bn_gallery (BN statistics re-estimated) [default: README].",
+    ),
+    split: str = typer.Option(
+        "test",
+        help="test: the study's test ids; dev: a development split disjoint from them and "
+        "from the demo's test ids (make choices there).",
     ),
     size: str = typer.Option(
         None, help="Image size HxW, multiples of 32 [default: configs/demo.yaml's]."
@@ -104,6 +110,7 @@ def study_command(
         except ValueError:
             fail(f"--size: expected HxW such as 64x64, got {size!r}")
         changes["size"] = (h, w)
+    changes["split"] = split
     for key, value in (("epochs", epochs), ("test_ids", test_ids), ("max_steps", max_steps)):
         if value is not None:
             changes[key] = value

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from .fog import FOG_PRESETS, random_fog
+from .fog import FOG_PRESETS, builtin_depth, random_fog
+from .fog_kinds import random_kind_fog
 from .io import ImageReadError, read_image
 from .records import ImageRecord
 from .sampler import PKSampler, RandomBatchSampler
@@ -32,6 +33,8 @@ class ReIDDataset(Dataset):
     one line). With ``fog_on_the_fly`` the foggy image is synthesised from the clear one
     (records without a clear image, e.g. real foggy ones, are used as they are): on every
     load, or, with ``fog_seed`` set (validation), the same fog for an image every time.
+    With ``augment`` = (kinds, p, beta range, airlight range), an image with a clear partner
+    is re-fogged with probability p by a kind drawn from ``kinds`` (data.fog_augment).
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class ReIDDataset(Dataset):
         fog_on_the_fly: bool = False,
         fog_preset: str = "paper",
         fog_seed: int | None = None,
+        augment: tuple | None = None,
     ):
         self.records = list(records)
         self.transform = transform
@@ -51,14 +55,20 @@ class ReIDDataset(Dataset):
         self.fog_on_the_fly = fog_on_the_fly
         self.fog_ranges = FOG_PRESETS[fog_preset]
         self.fog_seed = fog_seed
+        self.augment = augment  # (kinds, probability, beta range, airlight range) or None
         self.max_side = max(transform.size)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def _load(self, rec: ImageRecord, index: int):
-        want_clear = self.with_clear or self.fog_on_the_fly
+        want_clear = self.with_clear or self.fog_on_the_fly or self.augment is not None
         clear = read_image(rec.clear, self.max_side) if want_clear and rec.clear else None
+        if self.augment is not None and clear is not None:
+            kinds, p, beta, airlight = self.augment
+            if float(torch.rand(1)) < p:
+                depth = builtin_depth(*clear.shape[-2:], clear.dtype)
+                return random_kind_fog(clear, depth, kinds, beta, airlight)[0], clear
         if self.fog_on_the_fly and clear is not None:
             gen = None
             if self.fog_seed is not None:
@@ -150,7 +160,23 @@ def train_loader(
     tf = PairedTransform(
         tuple(data_cfg.size_train), data_cfg.hflip, data_cfg.pad, data_cfg.random_erasing
     )
-    ds = ReIDDataset(records, tf, with_clear, data_cfg.strict, data_cfg.fog_on_the_fly, fog_preset)
+    augment = None
+    if data_cfg.fog_augment and with_clear:  # the synthetic set (the real one has no clear)
+        augment = (
+            tuple(data_cfg.fog_augment),
+            data_cfg.fog_augment_p,
+            tuple(data_cfg.fog_augment_beta),
+            FOG_PRESETS[fog_preset][1],
+        )
+    ds = ReIDDataset(
+        records,
+        tf,
+        with_clear,
+        data_cfg.strict,
+        data_cfg.fog_on_the_fly,
+        fog_preset,
+        augment=augment,
+    )
     if all(r.pid < 0 for r in records):  # unlabelled: random batches of the same size
         sampler = RandomBatchSampler(
             len(records),

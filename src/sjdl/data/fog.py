@@ -8,7 +8,7 @@ airlight A are drawn per image from a seeded generator.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +121,8 @@ def find_depth(depth_dir: Path, image_name: str) -> Path | None:
 class FogParams:
     beta: float
     airlight: float
+    kind: str = "uniform"  # data/fog_kinds.py
+    params: dict = field(default_factory=dict)  # the kind's own parameters
 
 
 def fog_ranges(preset: str = "paper", beta=None, airlight=None):
@@ -134,11 +136,16 @@ def fog_ranges(preset: str = "paper", beta=None, airlight=None):
     return b, a
 
 
-def sample_fog_params(seed: int, key: str, beta_range, airlight_range) -> FogParams:
-    """beta ~ U(beta_range), A ~ U(airlight_range), from a generator seeded by (seed, key):
-    the same file gets the same fog whatever the processing order."""
+def sample_fog_params(
+    seed: int, key: str, beta_range, airlight_range, kind: str = "uniform"
+) -> FogParams:
+    """beta ~ U(beta_range), A ~ U(airlight_range), then the kind's own parameters, from a
+    generator seeded by (seed, key): the same file gets the same fog whatever the order."""
+    from .fog_kinds import sample_kind_params
+
     rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
-    return FogParams(float(rng.uniform(*beta_range)), float(rng.uniform(*airlight_range)))
+    beta, airlight = float(rng.uniform(*beta_range)), float(rng.uniform(*airlight_range))
+    return FogParams(beta, airlight, kind, sample_kind_params(kind, lambda: float(rng.uniform())))
 
 
 def random_fog(

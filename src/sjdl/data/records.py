@@ -171,3 +171,14 @@ def split_validation(train: list[ImageRecord], n_ids: int):
         gallery += recs[1:]
     rest, _ = relabel([r for r in train if r.pid not in held])
     return rest, query, gallery
+
+
+def with_clear_twins(train: list[ImageRecord]) -> list[ImageRecord]:
+    """The training records plus, for each with a clear partner, that clear image as a ReID
+    training image of the same id (its own restoration target): data.clear_twins."""
+    from dataclasses import replace
+
+    twins = [replace(r, path=r.clear) for r in train if r.clear is not None and r.clear != r.path]
+    if not twins:
+        raise DatasetError("data.clear_twins=true needs training images with clear partners")
+    return list(train) + twins

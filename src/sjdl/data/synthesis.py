@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .fog import add_fog, builtin_depth, find_depth, read_depth, sample_fog_params
+from .fog import builtin_depth, find_depth, read_depth, sample_fog_params
+from .fog_kinds import format_params, render_fog
 from .io import read_image, save_image
 from .records import DatasetError, list_images
 
@@ -32,7 +33,7 @@ SPLIT_FOLDERS = {
     "image_query": "query",
     "image_test": "gallery",
 }
-MANIFEST_FIELDS = ["file", "source", "beta", "airlight", "depth_source"]
+MANIFEST_FIELDS = ["file", "source", "beta", "airlight", "depth_source", "kind", "params"]
 MANIFEST = "fog_manifest.csv"
 STAGE = ".sjdl-fog-partial"
 OUTPUT_FOLDERS = [f"{s}_{k}" for s in ("train", "query", "gallery") for k in ("foggy", "clear")]
@@ -128,14 +129,16 @@ def fog_one(
     airlight_range,
     depth_dir: Path | None,
     require_depth: bool = False,
+    kind: str = "uniform",
 ) -> dict:
-    """Fog one image, copy its clear partner; return its manifest row."""
+    """Fog one image (``kind``: data/fog_kinds.py), copy its clear partner; return its
+    manifest row."""
     clear = read_image(job.source)
     depth, depth_source = _depth_for(job, depth_dir, *clear.shape[-2:])
     if require_depth and depth_source.startswith("builtin"):
         raise DatasetError(f"{job.source}: no depth file in {depth_dir}")
-    p = sample_fog_params(seed, job.key, beta_range, airlight_range)
-    foggy = add_fog(clear, depth, p.beta, p.airlight)
+    p = sample_fog_params(seed, job.key, beta_range, airlight_range, kind)
+    foggy = render_fog(clear, depth, p.beta, p.airlight, p.kind, p.params)
     save_image(foggy, job.foggy)
     job.clear.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(job.source, job.clear)
@@ -145,6 +148,8 @@ def fog_one(
         "beta": f"{p.beta:.6f}",
         "airlight": f"{p.airlight:.6f}",
         "depth_source": depth_source,
+        "kind": p.kind,
+        "params": format_params(p.params),
     }
 
 
@@ -172,14 +177,19 @@ def fog_folder(
     workers: int = 2,
     require_depth: bool = False,
     progress=None,
+    kind: str = "uniform",
 ) -> Path:
     """Write the paired set and ``dst/fog_manifest.csv``; return the manifest path.
 
     Refuses existing outputs unless ``overwrite`` (then the output folders are replaced and
     hold exactly the manifest's files), and sources or depth maps inside the output folders.
     Nothing in ``dst`` changes unless every image succeeds. ``progress(n_done)`` is called as
-    images finish. Results do not depend on ``workers``.
+    images finish. Results do not depend on ``workers``. ``kind``: the fog kind
+    (data/fog_kinds.py; ``uniform`` = the homogeneous model).
     """
+    from .fog_kinds import check_kinds
+
+    check_kinds([kind])
     src, dst = Path(src), Path(dst)
     depth_dir = Path(depth_dir) if depth_dir else None
     if depth_dir is not None and not depth_dir.is_dir():
@@ -201,6 +211,7 @@ def fog_folder(
             require_depth,
             workers,
             progress,
+            kind,
         )
         _write_manifest(stage / MANIFEST, rows, stage, src)
         _publish(stage, dst)
@@ -211,8 +222,8 @@ def fog_folder(
     return dst / MANIFEST
 
 
-def _run(jobs, seed, beta_range, airlight_range, depth_dir, require_depth, workers, progress):
-    rest = (seed, beta_range, airlight_range, depth_dir, require_depth)
+def _run(jobs, seed, beta_range, airlight_range, depth_dir, require_depth, workers, progress, kind):
+    rest = (seed, beta_range, airlight_range, depth_dir, require_depth, kind)
     chunks = [jobs[i : i + 16] for i in range(0, len(jobs), 16)]
     rows: list[dict] = []
     if workers > 1 and len(chunks) > 1:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..data import eval_loader, read_dataset, train_loader
-from ..data.records import DatasetError, split_validation
+from ..data.records import DatasetError, split_validation, with_clear_twins
 from ..losses import LossComposer
 from ..models import build_model
 from .distributed import DistInfo
@@ -69,6 +69,8 @@ def build_run(cfg, device: torch.device, dist: DistInfo, log=print) -> RunParts:
     composer = LossComposer(cfg.loss, cfg.method, cfg.model.firm.output)
     data = read_dataset(cfg.data, with_real=composer.uses_real)
     data.train, val_q, val_g = split_validation(data.train, cfg.train.val_ids)
+    if cfg.data.clear_twins:  # after the validation split: validation stays foggy
+        data.train = with_clear_twins(data.train)
     if cfg.train.select_on_test:
         log(
             "train.select_on_test=true: the best checkpoint is chosen on the TEST query/gallery "
@@ -94,7 +96,7 @@ def build_run(cfg, device: torch.device, dist: DistInfo, log=print) -> RunParts:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train)
-    needs_clear = cfg.method != "baseline" or cfg.data.fog_on_the_fly
+    needs_clear = cfg.method != "baseline" or cfg.data.fog_on_the_fly or bool(cfg.data.fog_augment)
     seed = cfg.train.seed
     fog = "official" if cfg.preset == "official" else "paper"  # beta/A ranges of the preset
     syn = train_loader(

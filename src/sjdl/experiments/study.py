@@ -16,60 +16,40 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from ..config import load_config, resolve_device
-from ..data import read_dataset
+from ..config import load_config
+from ..data.fog_kinds import UNSEEN_KINDS
 from ..engine import train
-from ..evaluation.ranking import per_query_metrics
 from ..models.io import write_atomic
-from ..retrieval.defog import defog_dcp
-from .runs import clear_records, evaluate_test, load_run, train_run
-from .study_data import check_split, prepare_clear, prepare_density, prepare_split
+from .runs import train_run
+from .study_data import (
+    DENSITIES,
+    check_split,
+    prepare_clear,
+    prepare_density,
+    prepare_split,
+    prepare_unseen,
+)
+from .study_eval import StudyEvaluation
 from .study_plan import (
     EVAL_COST,
     ROWS,
     STEP_COST,
     TESTS,
+    TRAININGS,
     VAL_COST,
     StudyError,
     StudySettings,
     eval_key,
-    query_file,
     read_table,
     run_name,
-    save_arrays,
     training_runs,
-    write_table,
 )
 
 
-class DefogThenReID(torch.nn.Module):
-    """Two-stage retrieval: defog the images, then embed them with a ReID model. Exposes the
-    evaluator's interface; its ``restore`` is the defogging (scored like FIRM's)."""
-
-    def __init__(self, reid: torch.nn.Module, defog):
-        super().__init__()
-        self.reid, self.defog = reid, defog
-        self.firm = defog  # tells the evaluator that this model restores images
-
-    @torch.no_grad()
-    def extract_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.reid.extract_features(self.defog(images))
-
-    @torch.no_grad()
-    def restore(self, images: torch.Tensor):
-        return None, self.defog(images)
-
-
-def _dcp(size) -> callable:
-    patch = max(3, (min(size) // 16) | 1)  # He et al.'s 15 px at 240 px, scaled to the image
-    return lambda x: defog_dcp(x, patch=patch)
-
-
 # -- orchestration -------------------------------------------------------------------------
-class Study:
+class Study(StudyEvaluation):
     """One study folder: its settings, data, runs, metrics; ``run()`` does what is missing."""
 
     def __init__(self, out: Path, settings: StudySettings, log=print, progress=None):
@@ -88,7 +68,8 @@ class Study:
         fixed = self.s.fixed()
         if path.is_file():
             old = json.loads(path.read_text())
-            diff = [k for k in fixed if old.get(k) != fixed[k]]
+            default = StudySettings().resolved().fixed()  # keys older folders did not record
+            diff = [k for k in fixed if old.get(k, default.get(k)) != fixed[k]]
             if diff:
                 raise StudyError(
                     f"{path}: this study folder was made with {diff[0]}={old.get(diff[0])!r}, "
@@ -96,15 +77,20 @@ class Study:
                 )
         elif any(self.out.iterdir()) if self.out.is_dir() else False:
             raise StudyError(f"{self.out}: not empty and not a study folder; refusing")
-        check_split(self.s.test_ids, self.s.split_seed)  # before anything is written
+        check_split(self.s.test_ids, self.s.split_seed, dev_ids=self._dev_ids())  # writes nothing
         self.out.mkdir(parents=True, exist_ok=True)
         write_atomic(path, json.dumps(fixed, indent=1).encode())
+
+    def _dev_ids(self) -> int:
+        return self.s.dev_ids if self.s.split == "dev" else 0
 
     def prepare_data(self) -> None:
         self._check_folder()
         data = self.out / "data"
-        prepare_split(data, self.s.test_ids, self.s.split_seed)
+        prepare_split(data, self.s.test_ids, self.s.split_seed, dev_ids=self._dev_ids())
         self.roots = {d: prepare_density(data, d, self.s.fog_seed) for d in self.s.densities}
+        for kind in UNSEEN_KINDS:
+            self.roots[f"unseen-{kind}"] = prepare_unseen(data, kind, self.s.fog_seed)
         if any(ROWS[r][0] == "clear" for r in self.s.rows):
             self.roots[""] = prepare_clear(data)
 
@@ -114,10 +100,14 @@ class Study:
         h, w = self.s.size
         scale = self.s.epochs / base.train.epochs  # the demo's LR schedule, stretched
         steps = sorted({max(1, round(e * scale)) for e in base.train.steps})
+        extra = list(TRAININGS.get(kind) or ["method=baseline"])
+        if any(x.startswith("data.fog_augment=") for x in extra):  # the density's beta range
+            beta = ",".join(f"{b:g}" for b in _beta_range(density))
+            extra.append(f"data.fog_augment_beta=[{beta}]")
         return load_config(
             "demo",
             [
-                f"method={'baseline' if kind == 'clear' else kind}",
+                *extra,
                 f"data.root={self.roots[density]}",
                 f"data.size_train=[{h},{w}]",
                 f"data.size_test=[{h},{w}]",
@@ -157,7 +147,9 @@ class Study:
 
     def remaining_cost(self, todo) -> float:
         runs = {r for seed, d, row in todo for r in training_runs(row, d, seed)}
-        return sum(self.cost(r) for r in runs if not self.trained(r)) + EVAL_COST * len(todo)
+        return sum(self.cost(r) for r in runs if not self.trained(r)) + EVAL_COST * len(
+            TESTS
+        ) * len(todo)
 
     # work ---------------------------------------------------------------------------------
     def run(self) -> list[dict]:
@@ -215,75 +207,11 @@ class Study:
                 f"{new[diff[0]]!r} (configs/demo.yaml changed?); use another output folder"
             )
 
-    def _test_records(self, density: str):
-        if density not in self._tests:
-            data = read_dataset(self.config(("baseline", density, 0)).data, with_real=False)
-            self._tests[density] = {
-                "foggy": (data.query, data.gallery),
-                "clear": (clear_records(data.query), clear_records(data.gallery)),
-            }
-        return self._tests[density]
 
-    def _model(self, row: str, density: str, seed: int):
-        kind, defog = ROWS[row]
-        runs = training_runs(row, density, seed)
-        model, cfg = load_run(self.out / "runs" / run_name(runs[0]), self.device)
-        if defog == "dcp":
-            model = DefogThenReID(model, _dcp(self.s.size))
-        elif defog == "firm":
-            firm, _ = load_run(self.out / "runs" / run_name(runs[1]), self.device)
-            model = DefogThenReID(model, lambda x: firm.restore(x)[1].float().clamp(0, 1))
-        return model, cfg
+def _beta_range(density: str) -> tuple[float, float]:
+    from ..data.fog import fog_ranges
 
-    def evaluate(self, row: str, density: str, seed: int) -> None:
-        if self.device is None:
-            self.device = resolve_device(self.config(("baseline", density, seed)).train.device)
-        model, cfg = self._model(row, density, seed)
-        for test, (q, g) in self._test_records(density).items():
-            if eval_key(row, density, test, seed) in self.done:
-                continue
-            t = time.perf_counter()
-            result = evaluate_test(model, cfg, q, g, self.device)
-            per = per_query_metrics(
-                result.distmat,
-                result.query.pids,
-                result.gallery.pids,
-                result.query.camids,
-                result.gallery.camids,
-            )
-            idx = result.query.indices.numpy()
-            full = {k: np.full(len(q), np.nan) for k in per}
-            for k, v in per.items():
-                full[k][idx] = v
-            pids = np.array([r.pid for r in q])
-            save_arrays(query_file(self.out, row, density, test, seed), pid=pids, **full)
-            m = result.ranking.as_dict()
-            self.table.append(
-                {
-                    "row": row,
-                    "density": density,
-                    "test": test,
-                    "seed": str(seed),
-                    "mAP": f"{100 * m['mAP']:.4f}",
-                    "R1": f"{100 * m['R1']:.4f}",
-                    "R5": f"{100 * m['R5']:.4f}",
-                    "mINP": f"{100 * m['mINP']:.4f}",
-                    "PSNR": _num(result.quality.get("PSNR")),
-                    "SSIM": _num(result.quality.get("SSIM")),
-                    "queries": m["num_valid_queries"],
-                    "train_s": self._train_seconds(row, density, seed),
-                    "eval_s": f"{time.perf_counter() - t:.2f}",
-                }
-            )
-            write_table(self.table_path, self.table)
-            self.done.add(eval_key(row, density, test, seed))
-        if self.progress is not None:
-            self.progress.advance(EVAL_COST, f"evaluated {row}, {density} fog, seed {seed}")
-
-    def _train_seconds(self, row, density, seed) -> str:
-        run = training_runs(row, density, seed)[0]
-        info = json.loads((self.out / "runs" / run_name(run) / "study_trained.json").read_text())
-        return f"{info['seconds']:.1f}"
+    return fog_ranges(DENSITIES[density])[0]
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -291,10 +219,6 @@ def _flat(d: dict, prefix: str = "") -> dict:
     for k, v in d.items():
         out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
     return out
-
-
-def _num(v) -> str:
-    return "" if v is None else f"{v:.4f}"
 
 
 class _StepProgress:
@@ -332,6 +256,11 @@ def run_study(out, settings: StudySettings, log=print, progress=None) -> list[Pa
     for density in settings.densities:
         q, g = study._test_records(density)["foggy"]
         quality[density] = input_quality(study.config(("baseline", density, 0)), q + g)
+    for kind in UNSEEN_KINDS:
+        q, g = study._test_records(settings.densities[0])[kind]
+        quality[f"unseen {kind}"] = input_quality(
+            study.config(("baseline", settings.densities[0], 0)), q + g
+        )
     summary = summarize(study.out, table, settings)
     train_s = sum(
         json.loads(p.read_text())["seconds"]
@@ -347,7 +276,13 @@ def run_study(out, settings: StudySettings, log=print, progress=None) -> list[Pa
         f"{platform.processor() or platform.machine()} with {os.cpu_count()} CPUs, "
         f"torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; training {train_s:.0f} s in all, this call "
-        f"{time.perf_counter() - t:.0f} s. mAP and R1 in %: mean ± std over seeds; "
-        "differences: paired, bootstrap over seeds and queries."
+        f"{time.perf_counter() - t:.0f} s. "
+        + (
+            f"DEVELOPMENT split ({settings.dev_ids} ids disjoint from the test and demo ids). "
+            if settings.split == "dev"
+            else ""
+        )
+        + "mAP and R1 in %: mean ± std over seeds; differences: paired, bootstrap over "
+        "seeds and one query resample shared by all seeds (and unseen fog kinds)."
     )
     return write_summary(study.out, summary, quality, header)

@@ -26,6 +26,8 @@ from ..models.io import write_atomic
 
 # density name -> the fog preset of data/fog.py (beta range, airlight range)
 DENSITIES = {"paper": "paper", "dense": "official"}
+# fog kinds no training uses, made from the test ids' clear images: beta spans both densities'
+UNSEEN_BETA, UNSEEN_AIRLIGHT = (0.6, 2.4), (0.5, 1.0)
 SPLITS = ("train", "query", "gallery")
 
 
@@ -81,17 +83,42 @@ def _link_tree(folder: Path, files: dict[str, list[Path]], kinds: tuple[str, ...
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def check_split(n_test: int, seed: int, source: Path | None = None) -> None:
+def demo_test_ids(source: Path | None = None) -> list[int]:
+    """The ids of the demo's own query set (``sjdl demo`` reports on them)."""
+    root = (Path(source) if source else demo_root()) / "FVRID_syn" / "query_foggy"
+    return sorted({parse_name(p.name)[0] for p in list_images(root)})
+
+
+def choose_ids(images, n_test: int, seed: int, dev_ids: int = 0, source=None):
+    """(train ids, test ids, excluded ids). ``dev_ids`` = 0: the study's test split.
+    Otherwise a development split: ``dev_ids`` test ids drawn from the study's train ids
+    minus the demo's test ids, which are left out (as are the study's test ids), so no
+    choice made on it has seen a test id."""
+    train, test = split_ids(images, n_test, seed)
+    if not dev_ids:
+        return train, test, []
+    demo = set(demo_test_ids(source))
+    pool = [p for p in train if p not in demo]
+    dev_train, dev_test = split_ids(pool, dev_ids, seed)
+    return dev_train, dev_test, sorted(set(images) - set(pool))
+
+
+def check_split(n_test: int, seed: int, source: Path | None = None, dev_ids: int = 0) -> None:
     """Raise (writing nothing) when ``n_test`` test ids cannot be split off the source."""
-    split_ids(source_images((Path(source) if source else demo_root()) / "FVRID_syn"), n_test, seed)
+    root = Path(source) if source else demo_root()
+    choose_ids(source_images(root / "FVRID_syn"), n_test, seed, dev_ids, source)
 
 
-def prepare_split(data_dir: Path, n_test: int, seed: int, source: Path | None = None) -> dict:
+def prepare_split(
+    data_dir: Path, n_test: int, seed: int, source: Path | None = None, dev_ids: int = 0
+) -> dict:
     """Write (or check) ``split.json`` and ``source/``; returns the split."""
     root = Path(source) if source else demo_root()
     images = source_images(root / "FVRID_syn")
-    train, test = split_ids(images, n_test, seed)
+    train, test, excluded = choose_ids(images, n_test, seed, dev_ids, source)
     split = {"seed": seed, "source": str(root.resolve()), "train_ids": train, "test_ids": test}
+    if dev_ids:
+        split.update({"split": "dev", "excluded_ids": excluded})
     path = data_dir / "split.json"
     if path.is_file():
         old = json.loads(path.read_text())
@@ -107,6 +134,38 @@ def prepare_split(data_dir: Path, n_test: int, seed: int, source: Path | None = 
     return split
 
 
+def prepare_unseen(data_dir: Path, kind: str, fog_seed: int) -> Path:
+    """``data/unseen-<kind>/``: the test ids' query and gallery images fogged with ``kind``
+    (a fog kind no training uses, beta in UNSEEN_BETA); returns that folder (a data.root)."""
+    root = data_dir / f"unseen-{kind}"
+    syn = root / "FVRID_syn"
+    if not (syn / MANIFEST).is_file():
+        src = root / "source"
+        files = {s: list_images(data_dir / "source" / s) for s in ("query", "gallery")}
+        _link_tree(src, files, ("",))
+        _fog(src, syn, fog_seed, UNSEEN_BETA, UNSEEN_AIRLIGHT, kind)
+        shutil.rmtree(src)
+    return root
+
+
+def _fog(src: Path, syn: Path, fog_seed: int, beta, airlight, kind="uniform", progress=None):
+    threads = torch.get_num_threads()  # fog_folder's in-process worker sets 1 thread
+    try:
+        fog_folder(
+            src,
+            syn,
+            seed=fog_seed,
+            beta_range=beta,
+            airlight_range=airlight,
+            overwrite=True,  # only an unfinished set of our own can be there
+            workers=1,
+            progress=progress,
+            kind=kind,
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
 def prepare_density(data_dir: Path, density: str, fog_seed: int, progress=None) -> Path:
     """``data/<density>/`` with the fogged split (made once; a finished one has its manifest)
     and a link to the real foggy crops; returns that folder (a ``data.root``)."""
@@ -116,20 +175,7 @@ def prepare_density(data_dir: Path, density: str, fog_seed: int, progress=None) 
     syn = root / "FVRID_syn"
     if not (syn / MANIFEST).is_file():
         beta, airlight = fog_ranges(DENSITIES[density])
-        threads = torch.get_num_threads()  # fog_folder's in-process worker sets 1 thread
-        try:
-            fog_folder(
-                data_dir / "source",
-                syn,
-                seed=fog_seed,
-                beta_range=beta,
-                airlight_range=airlight,
-                overwrite=True,  # only an unfinished set of our own can be there
-                workers=1,
-                progress=progress,
-            )
-        finally:
-            torch.set_num_threads(threads)
+        _fog(data_dir / "source", syn, fog_seed, beta, airlight, progress=progress)
     _link_real(root, json.loads((data_dir / "split.json").read_text())["source"])
     return root
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.fog_kinds import UNSEEN_KINDS
 from ..models.io import write_atomic
 from .study_data import DENSITIES
 
@@ -19,24 +20,64 @@ class StudyError(ValueError):
     """A study setting is wrong or the output folder holds something else; one line."""
 
 
-# row -> (training run it uses, defogging applied to the test images before its ReID)
-ROWS = {
-    "clear_reid": ("clear", None),
-    "dcp_reid": ("clear", "dcp"),
-    "firm_reid": ("clear", "firm"),
-    "baseline": ("baseline", None),
-    "jdl": ("jdl", None),
-    "sjdl_wo_sc": ("sjdl_wo_sc", None),
-    "sjdl": ("sjdl", None),
+# training kind -> config overrides (on configs/demo.yaml); "imagenet" trains nothing
+AUGMENT_KINDS = ("uniform", "tinted")  # fog augmentation: disjoint from UNSEEN_KINDS
+TRAININGS = {
+    "imagenet": [],
+    "clear": ["method=baseline"],
+    "baseline": ["method=baseline"],
+    "baseline_clear": ["method=baseline", "data.clear_twins=true"],
+    "baseline_aug": ["method=baseline", f"data.fog_augment=[{','.join(AUGMENT_KINDS)}]"],
+    "jdl": ["method=jdl"],
+    "sjdl_wo_sc": ["method=sjdl_wo_sc"],
+    "sjdl": ["method=sjdl"],
+    "sjdl_aug": ["method=sjdl", f"data.fog_augment=[{','.join(AUGMENT_KINDS)}]"],
 }
-TESTS = ("clear", "foggy")
+# BatchNorm statistics re-estimated after training (evaluation/adapt.py), on: the synthetic
+# training images ("train"), or the unlabelled gallery images of each test set ("gallery")
+ADAPT = ("train", "gallery")
+
+
+def _rows() -> dict[str, tuple[str, str | None, str | None]]:
+    """row -> (training kind, defogging before ReID, BN re-estimation or None)."""
+    rows = {
+        "imagenet": ("imagenet", None, None),
+        "clear_reid": ("clear", None, None),
+        "dcp_reid": ("clear", "dcp", None),
+        "firm_reid": ("clear", "firm", None),
+    }
+    for kind in TRAININGS:
+        if kind not in ("imagenet", "clear"):
+            rows[kind] = (kind, None, None)
+    for kind in TRAININGS:
+        if kind != "clear":
+            for src in ADAPT:
+                rows[f"{kind}+bn_{src}"] = (kind, None, src)
+    return rows
+
+
+ROWS = _rows()
+DEFAULT_ROWS = [
+    "imagenet",
+    "baseline",
+    "baseline_clear",
+    "baseline_aug",
+    "jdl",
+    "sjdl",
+    "baseline+bn_train",
+    "baseline+bn_gallery",
+    "sjdl+bn_gallery",
+    "baseline_aug+bn_gallery",
+]
+TESTS = ("clear", "foggy", *UNSEEN_KINDS)  # the unseen kinds: fog no training uses
 FIELDS = ["row", "density", "test", "seed", "mAP", "R1", "R5", "mINP", "PSNR", "SSIM"]
 FIELDS += ["queries", "train_s", "eval_s"]
 # Only for the time-left bar: cost of one training step relative to Baseline's, of one
-# validation (per epoch) and of evaluating a row on both test sets, in Baseline steps
+# validation (per epoch) and of evaluating a row on one test set, in Baseline steps
 # (measured at 96x96 on 2 CPU cores: Baseline 0.24 s/step, JDL 0.72, SJDL 0.81).
-STEP_COST = {"clear": 1.0, "baseline": 1.0, "jdl": 3.0, "sjdl_wo_sc": 3.4, "sjdl": 3.4}
-VAL_COST, EVAL_COST = 5.0, 16.0
+STEP_COST = {"clear": 1.0, "baseline": 1.0, "baseline_clear": 1.0, "baseline_aug": 1.1}
+STEP_COST.update({"jdl": 3.0, "sjdl_wo_sc": 3.4, "sjdl": 3.4, "sjdl_aug": 3.5})
+VAL_COST, EVAL_COST = 5.0, 8.0
 
 
 @dataclass
@@ -46,7 +87,7 @@ class StudySettings:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     epochs: int | None = None
     densities: list[str] = field(default_factory=lambda: list(DENSITIES))
-    rows: list[str] = field(default_factory=lambda: list(ROWS))
+    rows: list[str] = field(default_factory=lambda: list(DEFAULT_ROWS))
     size: tuple[int, int] | None = None
     test_ids: int = 160
     val_ids: int | None = None
@@ -55,6 +96,10 @@ class StudySettings:
     max_steps: int = 0  # per epoch, 0 = full epochs
     overrides: list[str] = field(default_factory=list)
     resamples: int = 2000
+    # "test": the study's 160 test ids; "dev": a development split for choices, disjoint from
+    # those and from the demo's test ids (study_data.dev_split)
+    split: str = "test"
+    dev_ids: int = 100
 
     def resolved(self) -> StudySettings:
         """A copy with the ``None`` values taken from the demo config."""
@@ -77,11 +122,16 @@ class StudySettings:
         return d
 
     def check(self) -> None:
-        bad = [r for r in self.rows if r not in ROWS]
-        bad += [d for d in self.densities if d not in DENSITIES]
-        if bad:
-            allowed = ", ".join([*ROWS, *DENSITIES])
-            raise StudyError(f"unknown row or density {bad[0]!r} (allowed: {allowed})")
+        check_overrides(self.overrides)
+        if self.split not in ("test", "dev"):
+            raise StudyError(f"split must be test or dev, got {self.split!r}")
+        for what, names, known in (
+            ("row", self.rows, ROWS),
+            ("density", self.densities, DENSITIES),
+        ):
+            bad = [x for x in names if x not in known]
+            if bad:
+                raise StudyError(f"unknown {what} {bad[0]!r} (allowed: {', '.join(known)})")
         if not self.seeds or not self.rows or not self.densities:
             raise StudyError("a study needs at least one seed, one row and one density")
         bad_size = len(self.size) != 2 or min(self.size) < 32 or any(x % 32 for x in self.size)
@@ -92,11 +142,39 @@ class StudySettings:
             )
 
 
+# keys the study sets per run: an override of them would make every seed or row the same
+CONTROLLED = {
+    "method": "--rows",
+    "data.root": "the study's own data",
+    "data.size_train": "--size",
+    "data.size_test": "--size",
+    "data.clear_twins": "--rows (baseline_clear)",
+    "data.fog_augment": "--rows (*_aug)",
+    "data.fog_augment_beta": "--rows (*_aug) and --densities",
+    "train.epochs": "--epochs",
+    "train.steps": "--epochs (the demo's schedule, stretched)",
+    "train.seed": "--seeds",
+    "train.val_ids": "the study",
+    "train.max_steps_per_epoch": "--max-steps",
+    "train.output_dir": "-o",
+}
+
+
+def check_overrides(overrides) -> None:
+    """Refuse overrides of keys the study controls (one line naming the key)."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key in CONTROLLED:
+            raise StudyError(
+                f"{key}: the study sets this key for every run; use {CONTROLLED[key]} instead"
+            )
+
+
 QUICK = StudySettings(
     seeds=[0],
     epochs=1,
     densities=["dense"],
-    rows=["dcp_reid", "baseline", "sjdl"],
+    rows=["imagenet", "dcp_reid", "baseline", "sjdl", "baseline+bn_gallery"],
     size=(64, 32),
     val_ids=10,
     max_steps=2,
@@ -105,8 +183,11 @@ QUICK = StudySettings(
 
 
 def training_runs(row: str, density: str, seed: int) -> list[tuple[str, str, int]]:
-    """The (training, density, seed) runs a row needs; the clear run ignores the density."""
-    kind, defog = ROWS[row]
+    """The (training, density, seed) runs a row needs; the clear run ignores the density,
+    untrained ImageNet features need none."""
+    kind, defog, _ = ROWS[row]
+    if kind == "imagenet":
+        return []
     runs = [(kind, "" if kind == "clear" else density, seed)]
     if defog == "firm":  # the trained FIRM comes from JDL at that density and seed
         runs.append(("jdl", density, seed))

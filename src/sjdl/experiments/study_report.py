@@ -15,34 +15,65 @@ from ..models.io import write_atomic
 from .study_plan import query_file
 
 LABELS = {
+    "imagenet": "ImageNet features, no ReID training",
     "clear_reid": "ReID trained on clear",
     "dcp_reid": "DCP defog + clear ReID",
     "firm_reid": "FIRM defog + clear ReID",
     "baseline": "Baseline (trained on fog)",
+    "baseline_clear": "Baseline on foggy + clear twins",
+    "baseline_aug": "Baseline + fog-kind augmentation",
     "jdl": "JDL",
     "sjdl_wo_sc": "SJDL w/o SC",
     "sjdl": "SJDL",
+    "sjdl_aug": "SJDL + fog-kind augmentation",
 }
+ADAPT_LABELS = {"train": "BN re-estimated on train images", "gallery": "BN re-estimated on gallery"}
 COLORS = {  # one colour per row, the same in every panel
+    "imagenet": (0, 0, 0),
     "clear_reid": (127, 127, 127),
     "dcp_reid": (188, 189, 34),
     "firm_reid": (23, 190, 207),
     "baseline": (31, 119, 180),
+    "baseline_clear": (174, 199, 232),
+    "baseline_aug": (44, 160, 44),
     "jdl": (255, 127, 14),
     "sjdl_wo_sc": (148, 103, 189),
     "sjdl": (214, 39, 40),
+    "sjdl_aug": (140, 86, 75),
 }
-TABLE4 = ("baseline", "jdl", "sjdl_wo_sc", "sjdl")
-TABLE3 = ("clear_reid", "dcp_reid", "firm_reid", "baseline", "sjdl")
+
+
+def label(row: str) -> str:
+    """A row's name for tables: ``kind+bn_src`` reads "<kind>, BN re-estimated on <src>"."""
+    kind, _, adapt = row.partition("+bn_")
+    return LABELS.get(kind, kind) + (f", {ADAPT_LABELS[adapt]}" if adapt else "")
+
+
+def color(row: str) -> tuple[int, int, int]:
+    kind, _, adapt = row.partition("+bn_")
+    r, g, b = COLORS.get(kind, (0, 0, 0))
+    if adapt:  # lighter shade of the trained row's colour
+        f = 0.55 if adapt == "gallery" else 0.3
+        r, g, b = (int(c + (255 - c) * f) for c in (r, g, b))
+    return r, g, b
+
+
 SUMMARY_FIELDS = ["density", "test", "row", "seeds", "mAP_mean", "mAP_std", "R1_mean", "R1_std"]
 SUMMARY_FIELDS += ["mAP_low", "mAP_high", "dmAP", "dmAP_low", "dmAP_high", "dR1", "dR1_low"]
-SUMMARY_FIELDS += ["dR1_high", "PSNR", "SSIM"]
+SUMMARY_FIELDS += ["dR1_high", "dmAP_imagenet", "dmAP_imagenet_low", "dmAP_imagenet_high"]
+SUMMARY_FIELDS += ["PSNR", "SSIM", "seed_dmAP"]
+UNSEEN = "unseen"  # the mean over the unseen fog kinds, as one test
 
 
-def per_query(out: Path, row: str, density: str, test: str, seeds, metric: str) -> np.ndarray:
-    """(S, Q) per-query ``AP`` or ``R1`` of a row over ``seeds`` (the saved arrays)."""
+def per_query(out: Path, row: str, density: str, tests, seeds, metric: str) -> np.ndarray:
+    """(S, K, Q) per-query ``AP`` or ``R1`` of a row over ``seeds`` and the K ``tests``
+    (a name or a list of names; the saved arrays)."""
+    tests = [tests] if isinstance(tests, str) else list(tests)
     return np.stack(
-        [np.load(query_file(out, row, density, test, s))[metric] for s in seeds]
+        [
+            np.stack([np.load(query_file(out, row, density, t, s))[metric] for t in tests])
+            for s in seeds
+        ]
     ).astype(np.float64)
 
 
@@ -50,40 +81,64 @@ def _float(v: str) -> float | None:
     return float(v) if v not in ("", None) else None
 
 
+def _tests(table: list[dict]) -> list[tuple[str, list[str]]]:
+    """(name, test sets) in table order: foggy, clear, each unseen kind, then their mean."""
+    present = list(dict.fromkeys(r["test"] for r in table))
+    kinds = [t for t in present if t not in ("foggy", "clear")]
+    out = [(t, [t]) for t in ("foggy", "clear") if t in present]
+    out += [(k, [k]) for k in kinds]
+    return out + ([(UNSEEN, kinds)] if kinds else [])
+
+
+def _diff(out, row, ref, density, tests, seeds, metric, resamples) -> Interval:
+    a = per_query(out, row, density, tests, seeds, metric)
+    b = per_query(out, ref, density, tests, seeds, metric)
+    return paired_difference(a, b, resamples).scaled(100)
+
+
 def summarize(out: Path, table: list[dict], settings) -> list[dict]:
     """One summary row per (density, test, row) of ``settings`` present in ``table``, over
-    the seeds of ``settings``."""
+    the seeds of ``settings``; test "unseen" is the mean over the unseen fog kinds, with
+    intervals that resample the same queries jointly across kinds and seeds."""
     seeds = {str(x) for x in settings.seeds}
     table = [r for r in table if r["seed"] in seeds]
     rows = []
     for density in settings.densities:
-        for test in ("foggy", "clear"):
-            of = {}
+        for test, sets in _tests(table):
+            of: dict[str, dict[str, list[dict]]] = {}
             for r in table:
-                if (r["density"], r["test"]) == (density, test):
-                    of.setdefault(r["row"], []).append(r)
-            base = {r["seed"] for r in of.get("baseline", [])}
+                if r["density"] == density and r["test"] in sets:
+                    of.setdefault(r["row"], {}).setdefault(r["seed"], []).append(r)
+            of = {k: {x: v for x, v in d.items() if len(v) == len(sets)} for k, d in of.items()}
             for row in settings.rows:
                 mine = of.get(row)
                 if not mine:
                     continue
-                seeds = sorted({r["seed"] for r in mine}, key=int)
-                s = {"density": density, "test": test, "row": row, "seeds": len(seeds)}
+                seeds_ = sorted(mine, key=int)
+                s = {"density": density, "test": test, "row": row, "seeds": len(seeds_)}
                 for m in ("mAP", "R1"):
-                    s[f"{m}_mean"], s[f"{m}_std"] = mean_std([float(r[m]) for r in mine])
-                ap = per_query(out, row, density, test, seeds, "AP")
+                    per_seed = [np.mean([float(r[m]) for r in mine[x]]) for x in seeds_]
+                    s[f"{m}_mean"], s[f"{m}_std"] = mean_std(per_seed)
+                ap = per_query(out, row, density, sets, seeds_, "AP")
                 ci = bootstrap_mean(ap, settings.resamples).scaled(100)
                 s["mAP_low"], s["mAP_high"] = ci.low, ci.high
-                common = [x for x in seeds if x in base]
-                if row != "baseline" and common:
-                    for m in ("mAP", "R1"):
+                for ref in ("baseline", "imagenet"):
+                    common = [x for x in seeds_ if x in of.get(ref, {})]
+                    if row == ref or not common:
+                        continue
+                    for m in ("mAP", "R1") if ref == "baseline" else ("mAP",):
                         key = "AP" if m == "mAP" else "R1"
-                        a = per_query(out, row, density, test, common, key)
-                        b = per_query(out, "baseline", density, test, common, key)
-                        d = paired_difference(a, b, settings.resamples).scaled(100)
-                        s[f"d{m}"], s[f"d{m}_low"], s[f"d{m}_high"] = d.value, d.low, d.high
+                        d = _diff(out, row, ref, density, sets, common, key, settings.resamples)
+                        name = f"d{m}" if ref == "baseline" else "dmAP_imagenet"
+                        s[name], s[f"{name}_low"], s[f"{name}_high"] = d.value, d.low, d.high
+                    if ref == "baseline":  # per-seed differences (3 seeds: report them)
+                        a = per_query(out, row, density, sets, common, "AP")
+                        b = per_query(out, ref, density, sets, common, "AP")
+                        diffs = 100 * np.nanmean((a - b).reshape(len(common), -1), axis=1)
+                        s["seed_dmAP"] = " ".join(f"{v:+.2f}" for v in diffs)
                 for m in ("PSNR", "SSIM"):
-                    vals = [v for v in (_float(r[m]) for r in mine) if v is not None]
+                    vals = [_float(r[m]) for x in seeds_ for r in mine[x]]
+                    vals = [v for v in vals if v is not None]
                     s[m] = float(np.mean(vals)) if vals else None
                 rows.append(s)
     return rows
@@ -99,49 +154,53 @@ def _pm(s: dict, m: str) -> str:
     return mean if s["seeds"] < 2 else f"{mean} ± {_f(s[f'{m}_std'])}"
 
 
-def _ci(s: dict, m: str) -> str:
-    if s.get(f"d{m}") is None:
+def _ci(s: dict | None, m: str) -> str:
+    """``m`` is mAP, R1 (difference to Baseline) or mAP_imagenet (to ImageNet features)."""
+    key = "dmAP_imagenet" if m == "mAP_imagenet" else f"d{m}"
+    if s is None or s.get(key) is None:
         return "–"
-    return f"{s[f'd{m}']:+.2f} [{s[f'd{m}_low']:+.2f}, {s[f'd{m}_high']:+.2f}]"
+    return f"{s[key]:+.2f} [{s[f'{key}_low']:+.2f}, {s[f'{key}_high']:+.2f}]"
 
 
 def glance(summary: list[dict]) -> list[str]:
-    """One line per row: per density, foggy-test mAP, its difference to Baseline [95% CI]
-    and clear-test mAP (the README's table)."""
-    densities = list(dict.fromkeys(s["density"] for s in summary))
+    """Per density, one line per row: mAP on the training fog (and its difference to
+    Baseline), on clear images, and on the unseen fog kinds (mean over kinds; differences to
+    Baseline and to ImageNet features) — the README's table."""
     by = {(s["row"], s["density"], s["test"]): s for s in summary}
-    head, rule = "| row |", "|---|"
-    for d in densities:
-        head += f" {d} fog: foggy test | ΔmAP vs Baseline [95% CI] | clear test |"
-        rule += "---|---|---|"
-    lines = ["\n### At a glance: mAP (%), mean ± std over seeds\n", head, rule]
-    for row in dict.fromkeys(s["row"] for s in summary):
-        cells = [LABELS.get(row, row)]
-        for d in densities:
-            foggy, clear = by.get((row, d, "foggy")), by.get((row, d, "clear"))
-            cells += [_pm(foggy, "mAP") if foggy else "–", _ci(foggy, "mAP") if foggy else "–"]
-            cells.append(_pm(clear, "mAP") if clear else "–")
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = ["\n### At a glance: mAP (%), mean ± std over seeds; Δ: paired, [95% CI]\n"]
+    for d in dict.fromkeys(s["density"] for s in summary):
+        lines += [
+            f"\n{d} fog (training fog and the foggy test images):\n",
+            "| row | foggy test | Δ vs Baseline | clear test | Δ vs Baseline | unseen fog "
+            "| Δ vs Baseline | Δ vs ImageNet |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in dict.fromkeys(s["row"] for s in summary if s["density"] == d):
+            f, c, u = (by.get((row, d, t)) for t in ("foggy", "clear", UNSEEN))
+            cells = [label(row)]
+            cells += [_pm(f, "mAP") if f else "–", _ci(f, "mAP")]
+            cells += [_pm(c, "mAP") if c else "–", _ci(c, "mAP")]
+            cells += [_pm(u, "mAP") if u else "–", _ci(u, "mAP"), _ci(u, "mAP_imagenet")]
+            lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
 def markdown(summary: list[dict], input_quality: dict, header: str = "") -> str:
     lines = [header] if header else []
     lines += glance(summary) if summary else []
-    for title, names in (("Table 4 (ablation)", TABLE4), ("Table 3 (strategies)", TABLE3)):
-        body = [s for s in summary if s["row"] in names]
-        if not body:
-            continue
+    if summary:
         lines += [
-            f"\n### {title}\n",
+            "\n### Every row and test set\n",
             "| fog | test | row | seeds | mAP | R1 | ΔmAP vs Baseline [95% CI] "
-            "| ΔR1 vs Baseline [95% CI] | PSNR (dB) | SSIM |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| per-seed ΔmAP | ΔR1 vs Baseline [95% CI] | ΔmAP vs ImageNet [95% CI] "
+            "| PSNR (dB) | SSIM |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for s in body:
+        for s in summary:
             lines.append(
-                f"| {s['density']} | {s['test']} | {LABELS[s['row']]} | {s['seeds']} "
-                f"| {_pm(s, 'mAP')} | {_pm(s, 'R1')} | {_ci(s, 'mAP')} | {_ci(s, 'R1')} "
+                f"| {s['density']} | {s['test']} | {label(s['row'])} | {s['seeds']} "
+                f"| {_pm(s, 'mAP')} | {_pm(s, 'R1')} | {_ci(s, 'mAP')} "
+                f"| {s.get('seed_dmAP') or '–'} | {_ci(s, 'R1')} | {_ci(s, 'mAP_imagenet')} "
                 f"| {_f(s['PSNR'])} | {_f(s['SSIM'], 3)} |"
             )
     if input_quality:
@@ -189,11 +248,11 @@ def _panel(d: ImageDraw.ImageDraw, x0: int, y0: int, title: str, bars, order) ->
     for k, row in enumerate(order):
         if row not in bars:
             continue
-        iv, color = bars[row], COLORS.get(row, (0, 0, 0))
+        iv, colour = bars[row], color(row)
         bx = left + 4 + k * slot
         if np.isfinite(iv.value):
             y1, y2 = sorted((y(iv.value), y(0.0)))
-            d.rectangle([bx, y1, bx + slot * 0.7, y2], fill=color)
+            d.rectangle([bx, y1, bx + slot * 0.7, y2], fill=colour)
         if np.isfinite(iv.low) and np.isfinite(iv.high):
             cx = bx + slot * 0.35
             d.line([cx, y(iv.low), cx, y(iv.high)], fill=(0, 0, 0), width=2)
@@ -204,7 +263,8 @@ def _panel(d: ImageDraw.ImageDraw, x0: int, y0: int, title: str, bars, order) ->
 def bar_chart(summary: list[dict], path: Path) -> Path:
     """Top: mAP per row with its 95 % bootstrap interval; bottom: mAP minus Baseline's with
     the paired interval; one column per (fog density, test images)."""
-    groups = list(dict.fromkeys((s["density"], s["test"]) for s in summary))
+    shown = ("foggy", "clear", UNSEEN)  # the per-kind panels are in the tables
+    groups = list(dict.fromkeys((s["density"], s["test"]) for s in summary if s["test"] in shown))
     order = list(dict.fromkeys(s["row"] for s in summary))
     legend_h = 14 * len(order) + 10
     w = max(1, len(groups)) * PANEL_W + 20
@@ -225,9 +285,8 @@ def bar_chart(summary: list[dict], path: Path) -> Path:
         _panel(d, x0, 18 + PANEL_H + 8, f"mAP - Baseline: {density}, {test}", diff, order)
     ly = 2 * PANEL_H + PAD
     for k, row in enumerate(order):
-        color = COLORS.get(row, (0, 0, 0))
-        d.rectangle([10, ly + 14 * k + 2, 20, ly + 14 * k + 12], fill=color)
-        d.text((26, ly + 14 * k), LABELS.get(row, row), fill=(0, 0, 0))
+        d.rectangle([10, ly + 14 * k + 2, 20, ly + 14 * k + 12], fill=color(row))
+        d.text((26, ly + 14 * k), label(row), fill=(0, 0, 0))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.png")
     try:
