@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 from sjdl.config import load_config
 from sjdl.engine import NonFiniteLossError, Trainer, build_optimizer, build_scheduler, lr_factor
 from sjdl.engine import train as train_run
+from sjdl.engine.trainer import JointForward
 
 from .conftest import tiny_train_config
 
@@ -102,8 +103,8 @@ def test_non_finite_losses_are_skipped_then_stop(fvrid, tmp_path, monkeypatch):
 
     orig = LossComposer.supervised
 
-    def nan_loss(self, out, pids, clear):
-        terms = orig(self, out, pids, clear)
+    def nan_loss(self, out, pids, clear, out_clear=None):
+        terms = orig(self, out, pids, clear, out_clear)
         terms["total"] = terms["total"] * float("nan")
         return terms
 
@@ -208,3 +209,50 @@ def test_real_batches_can_leave_bn_running_statistics_to_the_synthetic_ones():
         assert net.bn.momentum == 0.1  # restored after the real forward
     assert torch.allclose(stats[False], torch.zeros(3))  # only the all-zero syn batch counted
     assert torch.allclose(stats[True], torch.full((3,), 1.0))  # 0.9 * 0 + 0.1 * 10
+
+
+def test_dsbn_keeps_the_real_stream_out_of_the_synthetic_bn_and_inference():
+    from sjdl.config import load_config
+    from sjdl.models import build_model
+    from sjdl.models.dsbn import DualBatchNorm
+
+    cfg = load_config(overrides=["model.backbone=resnet18", "model.dsbn=true", "method=sjdl"])
+    model = build_model(cfg, num_syn_ids=3).train()
+    duals = [m for m in model.modules() if isinstance(m, DualBatchNorm)]
+    assert len(duals) == 21 and all(m.domain == "syn" for m in duals)  # 20 in ResNet-18 + neck
+    assert model.firm is not None and not any(
+        isinstance(m, DualBatchNorm) for m in model.firm.modules()
+    )
+    syn, real = torch.rand(4, 3, 64, 64), torch.rand(4, 3, 64, 64) * 0.2 + 0.8
+    first = duals[0]
+    JointForward(model, False)(syn, syn, real, real)
+    assert all(m.domain == "syn" for m in duals)  # restored after the real forward
+    # the real batch moved only the real copy's statistics, and its affine parameters are its own
+    assert not torch.equal(first.real.running_mean, first.syn.running_mean)
+    assert first.real.weight is not first.syn.weight
+    keys = model.state_dict().keys()
+    assert "cfsm.bn1.syn.weight" in keys and "cfsm.bn1.real.running_var" in keys
+
+
+def test_consistency_term_is_zero_for_identical_twins_and_trains_both_forwards():
+    from types import SimpleNamespace
+
+    from sjdl.config import load_config
+    from sjdl.losses import LossComposer
+    from sjdl.losses.reid import consistency_loss
+
+    a = torch.randn(6, 8, requires_grad=True)
+    assert float(consistency_loss(a, a.detach().clone())) == pytest.approx(0, abs=1e-7)
+    b = -a.detach().clone()
+    assert float(consistency_loss(a, b)) == pytest.approx(4.0)  # opposite directions
+    cfg = load_config(overrides=["method=baseline", "loss.lambda_consistency=0.5"]).loss
+    comp = LossComposer(cfg, "baseline")
+    out = SimpleNamespace(global_feat=a, bn_feat=a, logits={}, restored=None)
+    twin = SimpleNamespace(global_feat=b.requires_grad_(True), bn_feat=b, logits={})
+    pids = torch.tensor([0, 0, 1, 1, 2, 2])
+    terms = comp.supervised(out, pids, None, twin)
+    assert float(terms["consistency"]) == pytest.approx(2.0)
+    terms["consistency"].backward()
+    assert a.grad.abs().sum() > 0 and twin.global_feat.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="clear twins"):
+        comp.supervised(out, pids, None)

@@ -51,6 +51,9 @@ class ModelConfig:
     neck: Literal["bnneck", "dcn_attention"] = "bnneck"
     normalize: Literal["imagenet", "none"] = "imagenet"  # applied inside the model, ReID path
     firm: FIRMConfig = field(default_factory=FIRMConfig)
+    # not in the paper: domain-specific BatchNorm, the real stream with its own statistics and
+    # affine parameters in CFSM and ReIDM (models/dsbn.py); inference uses the synthetic ones
+    dsbn: bool = False
 
 
 @dataclass
@@ -94,6 +97,9 @@ class LossConfig:
     lambda_dc: float = 1e-6  # lambda_2 (on per-image sums: its effect grows with the pixels)
     lambda_tv: float = 1e-6  # lambda_3 (likewise)
     lambda_sc: float = 0.01  # lambda_4
+    # not in the paper: weight of the consistency between a synthetic foggy image's embedding
+    # and its clear twin's (losses/reid.py consistency_loss); 0 = off
+    lambda_consistency: float = 0.0
     dc_patch: int = 35
     sc_mode: Literal["spectrum", "phase"] = "phase"
     ce_grad: bool = True  # False: L_CE is logged but gives no gradient (released hard histogram)
@@ -419,6 +425,12 @@ def _check_ranges(cfg: Config) -> None:
             "a number >= 0",
         ),
         ("train.firm_lr_mult", cfg.train.firm_lr_mult, cfg.train.firm_lr_mult > 0, "a number > 0"),
+        (
+            "loss.lambda_consistency",
+            cfg.loss.lambda_consistency,
+            0 <= cfg.loss.lambda_consistency < math.inf,
+            "a number >= 0",
+        ),
         (
             "data.fog_augment_p",
             cfg.data.fog_augment_p,

@@ -96,7 +96,12 @@ def build_run(cfg, device: torch.device, dist: DistInfo, log=print) -> RunParts:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train)
-    needs_clear = cfg.method != "baseline" or cfg.data.fog_on_the_fly or bool(cfg.data.fog_augment)
+    needs_clear = (
+        cfg.method != "baseline"
+        or cfg.data.fog_on_the_fly
+        or bool(cfg.data.fog_augment)
+        or cfg.loss.lambda_consistency > 0
+    )
     seed = cfg.train.seed
     fog = "official" if cfg.preset == "official" else "paper"  # beta/A ranges of the preset
     syn = train_loader(

@@ -19,6 +19,7 @@ from torch import nn
 from ..config import Config, resolve_device
 from ..data import BadImageLog
 from ..evaluation.evaluator import evaluate
+from ..models.dsbn import bn_domain
 from ..models.io import write_atomic
 from .checkpointing import Checkpointing
 from .distributed import DistInfo, all_reduce_mean, barrier, device_for, init_distributed
@@ -57,14 +58,18 @@ class JointForward(nn.Module):
         self.real_heads = ("real",) if real_labelled else ()
         self.real_bn_stats = real_bn_stats
 
-    def forward(self, syn_img, syn_foggy, real_img=None, real_foggy=None):
+    def forward(self, syn_img, syn_foggy, real_img=None, real_foggy=None, syn_clear=None):
+        """(synthetic output, real output or None, clear twins' output or None)."""
         out_syn = self.model(syn_img, firm_input=syn_foggy, heads=("syn",))
+        out_clear = None
+        if syn_clear is not None:  # loss.lambda_consistency: the clear twins' embeddings
+            out_clear = self.model(syn_clear, restore=False, heads=())
         out_real = None
         if real_img is not None:
             keep = nullcontext() if self.real_bn_stats else frozen_bn_statistics(self.model)
-            with keep:
+            with keep, bn_domain(self.model, "real"):  # own BN with model.dsbn
                 out_real = self.model(real_img, firm_input=real_foggy, heads=self.real_heads)
-        return out_syn, out_real
+        return out_syn, out_real, out_clear
 
 
 class Trainer(Checkpointing):
@@ -256,13 +261,12 @@ class Trainer(Checkpointing):
         has_real = real is not None and "img" in real
         if has_real:
             args += pair(real)
+        clear = batch["clear"].to(dev) if "clear" in batch else None
+        twins = clear if p.composer.uses_consistency else None
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda_amp):
-            out_syn, out_real = self.joint(*args)
-            clear = batch["clear"].to(dev) if "clear" in batch else None
-            terms = {
-                f"syn/{k}": v
-                for k, v in p.composer.supervised(out_syn, batch["pid"].to(dev), clear).items()
-            }
+            out_syn, out_real, out_clear = self.joint(*args, syn_clear=twins)
+            sup = p.composer.supervised(out_syn, batch["pid"].to(dev), clear, out_clear)
+            terms = {f"syn/{k}": v for k, v in sup.items()}
             loss = terms["syn/total"]
             if has_real:
                 pids = real["pid"].to(dev) if p.num_real_ids > 0 else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .reid import id_loss, triplet_loss
+from .reid import consistency_loss, id_loss, triplet_loss
 from .restoration import (
     color_entropy_loss,
     dark_channel_loss,
@@ -47,9 +47,21 @@ class LossComposer:
         terms["total"] = torch.stack(list(terms.values())).sum()
         return terms
 
-    def supervised(self, out, pids: torch.Tensor, clear: torch.Tensor | None):
-        """Eq. 5: L_Tri + L_ID + lambda_1 L_DFs on a synthetic batch with clear targets."""
+    @property
+    def uses_consistency(self) -> bool:
+        return self.cfg.lambda_consistency > 0
+
+    def supervised(self, out, pids: torch.Tensor, clear: torch.Tensor | None, out_clear=None):
+        """Eq. 5: L_Tri + L_ID + lambda_1 L_DFs on a synthetic batch with clear targets, plus
+        (loss.lambda_consistency > 0, not in the paper) the foggy/clear-twin embedding
+        consistency, ``out_clear`` being the clear twins' forward."""
         terms = self._reid_terms(out, pids, "syn")
+        if self.uses_consistency:
+            if out_clear is None:
+                raise ValueError("loss.lambda_consistency > 0 needs the clear twins' forward")
+            terms["consistency"] = self.cfg.lambda_consistency * consistency_loss(
+                out.global_feat, out_clear.global_feat
+            )
         if self.method in RESTORE_SUPERVISED:
             if out.restored is None or clear is None:
                 raise ValueError(f"method {self.method} needs restored images and clear targets")

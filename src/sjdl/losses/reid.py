@@ -36,3 +36,12 @@ def triplet_loss(features: torch.Tensor, pids: torch.Tensor, margin: float = 0.3
 def id_loss(logits: torch.Tensor, pids: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Identity loss, Eq. 3: softmax cross-entropy averaged over the batch (optional smoothing)."""
     return F.cross_entropy(_full(logits), pids, label_smoothing=label_smoothing)
+
+
+def consistency_loss(foggy_feat: torch.Tensor, clear_feat: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance between the L2-normalised embeddings of foggy images and of
+    their clear twins (in [0, 4]; 0 = fog does not move the embedding); gradient into both."""
+    with no_autocast(foggy_feat):
+        a = F.normalize(_full(foggy_feat), dim=1)
+        b = F.normalize(_full(clear_feat), dim=1)
+        return (a - b).pow(2).sum(1).mean()

@@ -30,6 +30,11 @@ def build_model(cfg, num_syn_ids: int, num_real_ids: int = 0) -> SJDL:
     )
     if m.pretrained:
         model.pretrained_report = model.load_pretrained(m.pretrained)
+    if m.dsbn:  # after the ImageNet weights: both domains start from them
+        from .dsbn import convert_dsbn
+
+        convert_dsbn(model.cfsm)
+        convert_dsbn(model.reidm)
     return model
 
 
