@@ -161,8 +161,9 @@ def test_demo_root_is_the_default_source(tmp_path):
 
 
 def test_summary_pairs_rows_with_baseline_by_seed_and_query(tmp_path):
-    from sjdl.experiments.study_plan import query_file, save_arrays
+    from sjdl.experiments.study_plan import query_file
     from sjdl.experiments.study_report import markdown, summarize
+    from sjdl.storage import save_npz
 
     rng = np.random.default_rng(0)
     table = []
@@ -170,7 +171,7 @@ def test_summary_pairs_rows_with_baseline_by_seed_and_query(tmp_path):
         base = rng.uniform(0, 0.8, 50)
         for row, ap in (("baseline", base), ("jdl", base.copy()), ("sjdl", base + 0.1)):
             r1 = (ap > 0.5).astype(float)
-            save_arrays(query_file(tmp_path, row, "dense", "foggy", seed), AP=ap, R1=r1)
+            save_npz(query_file(tmp_path, row, "dense", "foggy", seed), AP=ap, R1=r1)
             table.append(
                 {"row": row, "density": "dense", "test": "foggy", "seed": str(seed)}
                 | {"mAP": str(100 * ap.mean()), "R1": str(100 * r1.mean()), "PSNR": ""}

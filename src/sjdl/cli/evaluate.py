@@ -161,7 +161,9 @@ def run_eval(
         "test_set": cfg.data.test_set,
         "unreadable_images": result.skipped,
     }
-    (out_dir / "metrics.json").write_text(json.dumps(info, indent=2))
+    from ..storage import write_atomic
+
+    write_atomic(out_dir / "metrics.json", json.dumps(info, indent=2))
     if visualize:
         write_pictures(result, data, out_dir, title, metrics)
     return result

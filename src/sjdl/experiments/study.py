@@ -23,8 +23,8 @@ from ..config import load_config, resolve_device
 from ..data import read_dataset
 from ..engine import train
 from ..evaluation.ranking import per_query_metrics
-from ..models.io import write_atomic
 from ..retrieval.defog import defog_dcp
+from ..storage import folder_lock, save_npz, write_atomic
 from .runs import clear_records, evaluate_test, load_run, train_run
 from .study_data import check_split, prepare_clear, prepare_density, prepare_split
 from .study_plan import (
@@ -39,7 +39,6 @@ from .study_plan import (
     query_file,
     read_table,
     run_name,
-    save_arrays,
     training_runs,
     write_table,
 )
@@ -256,7 +255,7 @@ class Study:
             for k, v in per.items():
                 full[k][idx] = v
             pids = np.array([r.pid for r in q])
-            save_arrays(query_file(self.out, row, density, test, seed), pid=pids, **full)
+            save_npz(query_file(self.out, row, density, test, seed), pid=pids, **full)
             m = result.ranking.as_dict()
             self.table.append(
                 {
@@ -318,7 +317,12 @@ class _StepProgress:
 
 def run_study(out, settings: StudySettings, log=print, progress=None) -> list[Path]:
     """Do what is missing of the study in ``out``, then write its summary (``summary.md``,
-    ``summary.csv``, ``study.png``); returns those paths."""
+    ``summary.csv``, ``study.png``); returns those paths. Holds the study folder's lock."""
+    with folder_lock(out, "the study"):
+        return _run_study(out, settings, log, progress)
+
+
+def _run_study(out, settings: StudySettings, log=print, progress=None) -> list[Path]:
     import platform
 
     from .runs import input_quality
