@@ -172,7 +172,9 @@ def test_failed_export_removes_its_temporary_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch.onnx, "export", broken)
-    with pytest.raises(OSError):
+    from sjdl.storage import WriteError
+
+    with pytest.raises(WriteError, match="no space left on device"):  # one line, named
         export_onnx(model, tmp_path / "m.onnx", (64, 32))
     assert not list(tmp_path.glob("m.onnx*"))
 

@@ -222,9 +222,6 @@ class GalleryIndex:
             raise IndexError_(f"{files[2]}: corrupted ({e})") from None
         if not isinstance(manifest, dict):
             raise IndexError_(f"{files[2]}: corrupted (not a JSON object)")
-        problem = integrity_problem(folder, manifest)
-        if problem:
-            raise IndexError_(f"{problem}; rebuild it with sjdl index build")
         try:
             index = faiss.read_index(str(files[0]))
         except RuntimeError as e:
@@ -240,6 +237,9 @@ class GalleryIndex:
                 f"{len(rows)} metadata rows, manifest says {manifest.get('count')} x "
                 f"{manifest.get('dim')}); rebuild it with sjdl index build"
             )
+        problem = integrity_problem(folder, manifest)  # last: the specific errors come first
+        if problem:
+            raise IndexError_(f"{problem}; rebuild it with sjdl index build")
         return cls(index, rows, manifest)
 
     def check_fingerprint(self, fp: str, checkpoint) -> None:
