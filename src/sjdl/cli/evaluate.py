@@ -115,7 +115,7 @@ def run_eval(
     ``rerank`` / ``flip`` default to ``test.rerank`` / ``test.flip`` of ``cfg``."""
     from ..data import eval_loader
     from ..evaluation.evaluator import evaluate
-    from ..models.weights import sha256
+    from ..storage import sha256_file as sha256
 
     rerank = cfg.test.rerank if rerank is None else rerank
     flip = cfg.test.flip if flip is None else flip
