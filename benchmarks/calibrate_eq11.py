@@ -39,6 +39,7 @@ from sjdl.experiments.runs import (
     sample_records,
     train_run,
 )
+from sjdl.storage import save_pil, write_atomic
 
 CE_DC_TV = ["loss.lambda_ce=0.01", "loss.lambda_dc=1e-5", "loss.lambda_tv=1e-5"]
 VARIANTS: dict[str, list[str]] = {
@@ -144,6 +145,14 @@ def main(argv=None) -> None:
     )
     ap.add_argument("overrides", nargs="*", help="extra config overrides for every variant")
     args = ap.parse_args(argv)
+    unknown = [x for x in args.only or [] if not any(x in name for name in VARIANTS)]
+    if unknown:  # before anything is written: a typo must not replace the table
+        print(
+            f"error: --only {unknown[0]!r} matches no variant name (names: "
+            f"{'; '.join(VARIANTS)}); nothing written",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     args.out.mkdir(parents=True, exist_ok=True)
     done_file = args.out / "rows.jsonl"
     done = {}
@@ -173,7 +182,7 @@ def main(argv=None) -> None:
     tf = PairedTransform(tuple(cfg.data.size_test))
     real_in = real_statistics(torch.stack([tf(read_image(r.path))[1] for r in crops]), None)
     text = header("Calibration of Eq. 11 on the demo data") + "\n\n" + table(rows, inq, real_in)
-    (args.out / "table.md").write_text(text + "\n")
+    write_atomic(args.out / "table.md", text + "\n")
     print(text)
     if args.sheet:
         sheet(rows, crops[::8], args)
@@ -191,8 +200,8 @@ def sheet(rows: list[dict], crops, args) -> None:
         columns.append((f"{i}", restored))
         legend.append(f"{i}: {row['variant']}")
     sheet_img = comparison_sheet([("foggy", foggy), *columns])
-    sheet_img.save(args.out / "real_crops.png")
-    (args.out / "real_crops.txt").write_text("\n".join(legend) + "\n")
+    save_pil(sheet_img, args.out / "real_crops.png")
+    write_atomic(args.out / "real_crops.txt", "\n".join(legend) + "\n")
 
 
 if __name__ == "__main__":

@@ -58,8 +58,14 @@ def test_index_build_refuses_non_empty_folder_and_never_deletes_inputs(fvrid, tm
     r = _build(gallery, ckpt, idx)  # an existing index: refused without --overwrite
     assert r.exit_code == 2 and "existing index of 4 images" in r.stderr
     assert _build(gallery, ckpt, idx, "--overwrite").exit_code == 0
-    assert _build(gallery, ckpt, out, "--overwrite").exit_code == 0  # explicit consent
-    assert GalleryIndex.load(out).manifest["count"] == 4
+    r = _build(gallery, ckpt, out, "--overwrite")  # --overwrite replaces an index only
+    assert r.exit_code == 2 and "not an sjdl index" in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["precious.txt"]
+    (idx / "notes.txt").write_text("mine")  # an index with a foreign file: refused too
+    r = _build(gallery, ckpt, idx, "--overwrite")
+    assert r.exit_code == 2 and "notes.txt" in r.stderr and "deletes only its own" in r.stderr
+    assert (idx / "notes.txt").read_text() == "mine"
+    assert GalleryIndex.load(idx).manifest["count"] == 4
 
 
 # --- item 4: two writers on one index --------------------------------------------------------
@@ -166,7 +172,9 @@ def test_failed_export_removes_its_temporary_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch.onnx, "export", broken)
-    with pytest.raises(OSError):
+    from sjdl.storage import WriteError
+
+    with pytest.raises(WriteError, match="no space left on device"):  # one line, named
         export_onnx(model, tmp_path / "m.onnx", (64, 32))
     assert not list(tmp_path.glob("m.onnx*"))
 

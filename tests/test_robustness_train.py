@@ -184,7 +184,7 @@ def test_strict_bad_training_image_is_a_one_line_error(fvrid, tmp_path):
 
 # -- 15: disk full while saving -----------------------------------------------------------
 def test_disk_full_during_save_is_one_line_and_leaves_no_temporaries(fvrid, tmp_path, monkeypatch):
-    import sjdl.models.io as mio
+    import sjdl.storage.atomic as atomic
 
     run = tmp_path / "run"
     args = ["train", "-o", run, f"data.root={fvrid}", *TINY, "train.epochs=1"]
@@ -197,7 +197,7 @@ def test_disk_full_during_save_is_one_line_and_leaves_no_temporaries(fvrid, tmp_
         f.write(data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(mio, "_write_all", full_disk)
+    monkeypatch.setattr(atomic, "_write_all", full_disk)
     result = cli("train", "--resume", run, "train.epochs=2")
     one_line_error(result, "no space left on device", str(run / "checkpoints"))
     assert not list((run / "checkpoints").glob("*.tmp"))

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from sjdl.cli import app
 from sjdl.data import demo_root, read_fvrid
-from sjdl.experiments.study import DefogThenReID, Study
+from sjdl.experiments.study import Study
+from sjdl.experiments.study_eval import DefogThenReID
 from sjdl.experiments.study_data import prepare_clear, prepare_density, prepare_split, split_ids
 from sjdl.experiments.study_plan import QUICK, StudyError, StudySettings, training_runs
 
@@ -164,8 +165,9 @@ def test_demo_root_is_the_default_source(tmp_path):
 
 
 def test_summary_pairs_rows_with_baseline_by_seed_and_query(tmp_path):
-    from sjdl.experiments.study_plan import query_file, save_arrays
+    from sjdl.experiments.study_plan import query_file
     from sjdl.experiments.study_report import markdown, summarize
+    from sjdl.storage import save_npz
 
     rng = np.random.default_rng(0)
     table = []
@@ -173,7 +175,7 @@ def test_summary_pairs_rows_with_baseline_by_seed_and_query(tmp_path):
         base = rng.uniform(0, 0.8, 50)
         for row, ap in (("baseline", base), ("jdl", base.copy()), ("sjdl", base + 0.1)):
             r1 = (ap > 0.5).astype(float)
-            save_arrays(query_file(tmp_path, row, "dense", "foggy", seed), AP=ap, R1=r1)
+            save_npz(query_file(tmp_path, row, "dense", "foggy", seed), AP=ap, R1=r1)
             table.append(
                 {"row": row, "density": "dense", "test": "foggy", "seed": str(seed)}
                 | {"mAP": str(100 * ap.mean()), "R1": str(100 * r1.mean()), "PSNR": ""}
@@ -224,7 +226,8 @@ def test_unknown_row_error_lists_the_rows(tmp_path):
 
 
 def test_unseen_summary_is_the_mean_over_kinds_paired_with_baseline_and_imagenet(tmp_path):
-    from sjdl.experiments.study_plan import query_file, save_arrays
+    from sjdl.experiments.study_plan import query_file
+    from sjdl.storage import save_npz as save_arrays
     from sjdl.experiments.study_report import markdown, summarize
 
     rng = np.random.default_rng(1)

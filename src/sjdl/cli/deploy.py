@@ -39,10 +39,18 @@ def export_command(
     overwrite: bool = typer.Option(False, help="Replace an existing output file."),
 ):
     """Export the inference network (CFSM + ReIDM -> embedding), dynamic batch axis."""
+    from ..models.io import CheckpointError, resolve_checkpoint
     from ..retrieval import ReID, export_onnx
+    from ..storage import OwnershipError, check_not_input
 
     if fmt != "onnx":
         fail(f"--format {fmt}: only onnx is supported")
+    try:  # never over an input: the weights file (also the one a run folder resolves to)
+        check_not_input(output, [resolve_checkpoint(checkpoint)])
+    except OwnershipError as e:
+        fail(str(e))
+    except (CheckpointError, OSError):
+        pass  # said when the checkpoint is loaded below
     if output.is_file() and not overwrite:
         fail(f"{output} exists; pass --overwrite to replace it or choose another file name")
     try:
@@ -84,7 +92,9 @@ def index_build(
     output: Path = typer.Option(..., "--output", "-o", help="Index folder to write."),
     kind: str = typer.Option("flat", help="flat (exact), hnsw or ivf (approximate)."),
     overwrite: bool = typer.Option(
-        False, help="Replace a non-empty OUTPUT folder (an index or not); inputs never."
+        False,
+        help="Replace the index already in OUTPUT (only an index's own files; a folder "
+        "holding anything else is refused); inputs never.",
     ),
 ):
     """Embed every gallery image and write a FAISS index with its metadata."""

@@ -115,7 +115,7 @@ def run_eval(
     ``rerank`` / ``flip`` default to ``test.rerank`` / ``test.flip`` of ``cfg``."""
     from ..data import eval_loader
     from ..evaluation.evaluator import evaluate
-    from ..models.weights import sha256
+    from ..storage import sha256_file as sha256
 
     rerank = cfg.test.rerank if rerank is None else rerank
     flip = cfg.test.flip if flip is None else flip
@@ -161,7 +161,9 @@ def run_eval(
         "test_set": cfg.data.test_set,
         "unreadable_images": result.skipped,
     }
-    (out_dir / "metrics.json").write_text(json.dumps(info, indent=2))
+    from ..storage import write_atomic
+
+    write_atomic(out_dir / "metrics.json", json.dumps(info, indent=2))
     if visualize:
         write_pictures(result, data, out_dir, title, metrics)
     return result

@@ -95,6 +95,7 @@ def study_command(
     from ..data import DatasetError
     from ..experiments.study import run_study
     from ..experiments.study_plan import QUICK, StudyError, StudySettings
+    from ..storage import StorageError
 
     s = QUICK if quick else StudySettings()
     changes = {}
@@ -117,7 +118,14 @@ def study_command(
     s = replace(s, overrides=list(overrides or []), **changes)
     try:
         paths = run_study(output, s, log=console.print, progress=StudyBar())
-    except (DatasetError, ConfigError, FileNotFoundError, FileExistsError, StudyError) as e:
+    except (
+        DatasetError,
+        ConfigError,
+        FileNotFoundError,
+        FileExistsError,
+        StudyError,
+        StorageError,
+    ) as e:
         fail(str(e))
     for p in paths:
         console.print(f"[bold green]wrote[/] {p.resolve()}")

@@ -27,6 +27,7 @@ def train_command(
     from ..engine import NonFiniteLossError, train
     from ..engine.rundir import RunExistsError
     from ..models.io import CheckpointError
+    from ..storage import StorageError
 
     if resume is not None:
         if not (resume / "config.yaml").is_file():
@@ -57,6 +58,7 @@ def train_command(
         RunExistsError,
         ImageReadError,
         NonFiniteLossError,
+        StorageError,
     ) as e:
         fail(str(e))
     except KeyboardInterrupt:

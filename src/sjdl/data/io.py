@@ -7,12 +7,13 @@ Writes go to a temporary file in the same folder that replaces the target in one
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from ..storage import save_pil
 
 
 class ImageReadError(OSError):
@@ -62,14 +63,5 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
 def save_image(img: torch.Tensor, path: str | Path, quality: int = 95) -> None:
     """Write (3, H, W) in [0, 1] atomically; JPEG quality ``quality``, format from the suffix."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"{path}: unknown image format {path.suffix!r}")
-    im = Image.fromarray(to_uint8(img))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        im.save(tmp, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    jpeg = Image.registered_extensions().get(path.suffix.lower()) == "JPEG"
+    save_pil(Image.fromarray(to_uint8(img)), path, **({"quality": quality} if jpeg else {}))

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..storage import fsync_dir, fsync_tree
 from .fog import builtin_depth, find_depth, read_depth, sample_fog_params
 from .fog_kinds import format_params, render_fog
 from .io import read_image, save_image
@@ -256,7 +257,9 @@ def _write_manifest(path: Path, rows: list[dict], root: Path, src: Path) -> None
 
 
 def _publish(stage: Path, dst: Path) -> None:
-    """Swap the staged output folders into ``dst`` (earlier ones go), manifest last."""
+    """Swap the staged output folders into ``dst`` (earlier ones go), manifest last; the
+    stage is fsynced first and every rename made durable (storage room)."""
+    fsync_tree(stage)
     (dst / MANIFEST).unlink(missing_ok=True)  # no manifest while the folders change
     for name in OUTPUT_FOLDERS:
         if (dst / name).exists():
@@ -264,6 +267,7 @@ def _publish(stage: Path, dst: Path) -> None:
         if (stage / name).exists():
             os.replace(stage / name, dst / name)
     os.replace(stage / MANIFEST, dst / MANIFEST)
+    fsync_dir(dst)
 
 
 __all__ = [

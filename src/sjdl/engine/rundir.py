@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..models.io import TMP_SUFFIX
+from ..storage import stale_temporaries
 
 RUN_FILES = ("config.yaml", "train.log", "metrics.jsonl")
 CHECKPOINT_FILES = ("best.safetensors", "last.safetensors", "last_state.pt")
@@ -52,9 +52,9 @@ def clear_run(run_dir: Path) -> list[str]:
 
 
 def remove_stale_temporaries(ckpt_dir: Path) -> list[Path]:
-    """Delete ``NAME.tmp`` files of our checkpoint names (left by a kill during a save)."""
-    stale = [ckpt_dir / f"{n}{TMP_SUFFIX}" for n in CHECKPOINT_FILES]
-    stale = [p for p in stale if p.is_file()]
+    """Delete temporaries of our checkpoint names left by a killed save (the run's lock is
+    held, so no live writer of this run owns them)."""
+    stale = stale_temporaries(ckpt_dir, CHECKPOINT_FILES)
     for p in stale:
-        p.unlink()
+        p.unlink(missing_ok=True)
     return stale

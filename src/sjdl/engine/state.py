@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.io import CheckpointError, first_line, write_atomic
+from ..models.io import CheckpointError, first_line
+from ..storage import write_atomic
 
 
 def rng_state() -> dict:

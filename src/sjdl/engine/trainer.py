@@ -9,6 +9,7 @@ data only. The method is configuration: the composer picks the terms.
 from __future__ import annotations
 
 import math
+import os
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..config import Config, resolve_device
 from ..data import BadImageLog
 from ..evaluation.evaluator import evaluate
 from ..models.dsbn import bn_domain
-from ..models.io import write_atomic
+from ..storage import folder_lock, write_atomic
 from .checkpointing import Checkpointing
 from .distributed import DistInfo, all_reduce_mean, barrier, device_for, init_distributed
 from .logger import RunLogger
@@ -331,4 +332,6 @@ def train(
     that already holds a run is refused unless ``resume`` or ``overwrite``."""
     if not resume:
         seed_everything(cfg.train.seed)
-    return Trainer(cfg, run_dir, resume, log, progress, overwrite).fit()
+    main = int(os.environ.get("RANK", "0")) == 0  # torchrun: rank 0 holds the run's lock
+    with folder_lock(run_dir, "the run") if main else nullcontext():
+        return Trainer(cfg, run_dir, resume, log, progress, overwrite).fit()

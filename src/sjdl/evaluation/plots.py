@@ -6,6 +6,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from ..storage import save_pil
+
 COLORS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189)]
 
 
@@ -49,7 +51,4 @@ def line_plot(
                 cx, cy = px(x, y)
                 d.ellipse([cx - 2, cy - 2, cx + 2, cy + 2], fill=color)
             d.text((w - right - 150, top + 4 + 12 * i), name, fill=color)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path
+    return save_pil(img, Path(path))

@@ -7,6 +7,8 @@ import html
 import os
 from pathlib import Path
 
+from ..storage import write_atomic
+
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:1200px}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:4px 10px;
 text-align:right}th{background:#eee}td:first-child,th:first-child{text-align:left}
@@ -61,7 +63,4 @@ def write_report(
             f"<figcaption>{e(caption)}</figcaption></figure>"
         )
     parts.append("</body></html>")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(parts))
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, "\n".join(parts))

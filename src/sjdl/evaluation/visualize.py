@@ -8,6 +8,7 @@ import torch
 from PIL import Image, ImageDraw, ImageOps
 
 from ..data.io import to_uint8
+from ..storage import save_pil
 
 GREEN, RED, BLUE, GREY = (30, 170, 60), (210, 40, 40), (40, 90, 200), (120, 120, 120)
 THUMB = (96, 96)  # width, height of one thumbnail cell
@@ -96,11 +97,11 @@ def save_rank_lists(
             title=qrec.path.name,
         )
         path = out_dir / f"rank_{n:03d}_{qrec.path.stem}.png"
-        row.save(path)
+        save_pil(row, path)
         rows.append(row)
         paths.append(path)
     if rows:
-        stack(rows).save(out_dir / "rank_lists.png")
+        save_pil(stack(rows), out_dir / "rank_lists.png")
         paths.append(out_dir / "rank_lists.png")
     return paths
 
@@ -112,9 +113,7 @@ def save_restoration_grid(samples, path: Path) -> Path | None:
     rows = [
         restoration_row(s.foggy, s.restored, s.clear, s.psnr, Path(s.path).name) for s in samples
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stack(rows).save(path)
-    return path
+    return save_pil(stack(rows), path)
 
 
 def comparison_sheet(columns: list[tuple[str, torch.Tensor]]) -> Image.Image:

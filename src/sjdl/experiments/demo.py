@@ -13,6 +13,7 @@ from ..engine.logger import read_metrics
 from ..evaluation.plots import line_plot
 from ..evaluation.report import write_report
 from ..evaluation.visualize import restoration_row, save_rank_lists, save_restoration_grid, stack
+from ..storage import save_pil, write_atomic
 from .runs import (
     clear_records,
     evaluate_test,
@@ -111,7 +112,7 @@ def run_demo(
             real[method] = real_statistics(foggy, restored)
             pic = out / method / "real_restorations.png"
             shown = zip(foggy[::8], restored[::8], strict=True)
-            stack([restoration_row(f, j) for f, j in shown]).save(pic)
+            save_pil(stack([restoration_row(f, j) for f, j in shown]), pic)
             figures.append(
                 (f"{label} on real foggy crops (DAWN, no ground truth): foggy | J_enh", pic)
             )
@@ -130,7 +131,7 @@ def run_demo(
         "device": str(device),
         "quick": quick,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     notes += _notes(cfg, seconds, quick, real)
     return write_report(
         out / "report.html",

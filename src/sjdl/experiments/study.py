@@ -21,7 +21,7 @@ import torch
 from ..config import load_config
 from ..data.fog_kinds import UNSEEN_KINDS
 from ..engine import train
-from ..models.io import write_atomic
+from ..storage import folder_lock, write_atomic
 from .runs import train_run
 from .study_data import (
     DENSITIES,
@@ -242,7 +242,19 @@ class _StepProgress:
 
 def run_study(out, settings: StudySettings, log=print, progress=None) -> list[Path]:
     """Do what is missing of the study in ``out``, then write its summary (``summary.md``,
-    ``summary.csv``, ``study.png``); returns those paths."""
+    ``summary.csv``, ``study.png``); returns those paths. Holds the study folder's lock."""
+    checked = settings.resolved()
+    checked.check()  # wrong settings leave no trace: checked before the lock makes the folder
+    check_split(checked.test_ids, checked.split_seed, dev_ids=_dev(checked))
+    with folder_lock(out, "the study"):
+        return _run_study(out, settings, log, progress)
+
+
+def _dev(settings: StudySettings) -> int:
+    return settings.dev_ids if settings.split == "dev" else 0
+
+
+def _run_study(out, settings: StudySettings, log=print, progress=None) -> list[Path]:
     import platform
 
     from .runs import input_quality

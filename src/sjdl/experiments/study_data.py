@@ -22,7 +22,7 @@ from ..data import demo_root
 from ..data.fog import fog_ranges
 from ..data.records import DatasetError, list_images, parse_name
 from ..data.synthesis import MANIFEST, fog_folder
-from ..models.io import write_atomic
+from ..storage import new_stage, publish, write_atomic
 
 # density name -> the fog preset of data/fog.py (beta range, airlight range)
 DENSITIES = {"paper": "paper", "dense": "official"}
@@ -69,16 +69,14 @@ def _assign(images, train_ids, test_ids) -> dict[str, list[Path]]:
 
 def _link_tree(folder: Path, files: dict[str, list[Path]], kinds: tuple[str, ...]) -> None:
     """``folder/<split><kind>/NAME`` -> the source image, built beside and renamed in place."""
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = new_stage(folder)
     try:
         for split, paths in files.items():
             for kind in kinds:
                 (tmp / f"{split}{kind}").mkdir(parents=True)
                 for p in paths:
                     os.symlink(p.resolve(), tmp / f"{split}{kind}" / p.name)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        publish(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

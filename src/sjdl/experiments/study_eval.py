@@ -16,6 +16,7 @@ from ..data.records import pair_with_clear, read_labelled_folder
 from ..evaluation.adapt import reestimate_bn
 from ..evaluation.ranking import per_query_metrics
 from ..retrieval.defog import defog_dcp
+from ..storage import save_npz
 from .runs import clear_records, evaluate_test, imagenet_model, load_run, sample_records
 from .study_plan import (
     EVAL_COST,
@@ -25,7 +26,6 @@ from .study_plan import (
     eval_key,
     query_file,
     run_name,
-    save_arrays,
     training_runs,
     write_table,
 )
@@ -134,7 +134,7 @@ class StudyEvaluation:
         for k, v in per.items():
             full[k][idx] = v
         pids = np.array([r.pid for r in q])
-        save_arrays(query_file(self.out, row, density, test, seed), pid=pids, **full)
+        save_npz(query_file(self.out, row, density, test, seed), pid=pids, **full)
         m = result.ranking.as_dict()
         self.table.append(
             {

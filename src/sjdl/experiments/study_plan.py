@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
 from ..data.fog_kinds import UNSEEN_KINDS
-from ..models.io import write_atomic
+from ..storage import write_atomic
 from .study_data import DENSITIES
 
 
@@ -221,15 +218,3 @@ def write_table(path: Path, rows: list[dict]) -> None:
 
 def eval_key(row: str, density: str, test: str, seed) -> tuple[str, str, str, str]:
     return (row, density, test, str(seed))
-
-
-def save_arrays(path: Path, **arrays) -> None:
-    """``np.savez`` into a temporary file beside ``path``, then renamed (atomic)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..evaluation.statistics import Interval, bootstrap_mean, mean_std, paired_difference
-from ..models.io import write_atomic
+from ..storage import save_pil, write_atomic
 from .study_plan import query_file
 
 LABELS = {
@@ -287,11 +287,4 @@ def bar_chart(summary: list[dict], path: Path) -> Path:
     for k, row in enumerate(order):
         d.rectangle([10, ly + 14 * k + 2, 20, ly + 14 * k + 12], fill=color(row))
         d.text((26, ly + 14 * k), label(row), fill=(0, 0, 0))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    try:
-        img.save(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return save_pil(img, path)

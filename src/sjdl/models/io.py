@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import errno
-import os
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 
+from ..storage import write_atomic
+
 FORMAT = "sjdl-weights-1"
 CHECKPOINT_NAMES = ("best.safetensors", "last.safetensors")
-TMP_SUFFIX = ".tmp"  # temporaries are NAME.tmp next to NAME (removed on failure, or at start)
 
 
 class CheckpointError(ValueError):
@@ -30,52 +29,6 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _mount_point(path: Path) -> Path:
-    p = path.resolve()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    while not os.path.ismount(p) and p != p.parent:
-        p = p.parent
-    return p
-
-
-def write_error(path: Path, error: OSError) -> CheckpointError:
-    """One-line error for a failed write; a full disk says so and names the device."""
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return CheckpointError(
-            f"no space left on device ({_mount_point(path)}) writing {path}; free some space "
-            "and run again (files written earlier are intact)"
-        )
-    return CheckpointError(f"cannot write {path} ({error.strerror or error})")
-
-
-def _write_all(f, data) -> None:
-    f.write(data)
-
-
-def write_atomic(path: str | Path, data) -> Path:
-    """Write bytes to ``path`` through ``NAME.tmp`` in the same folder + ``os.replace``.
-
-    The final name is never half-written; the temporary is removed on any failure (a kill
-    -9 can still leave it: ``remove_stale_temporaries`` cleans it at the next start).
-    """
-    path = Path(path)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            _write_all(f, data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise write_error(path, e) from None
-        raise
-    return path
-
-
 def save_weights(
     model: torch.nn.Module,
     path: str | Path,
@@ -84,9 +37,7 @@ def save_weights(
     num_real_ids: int,
     extra: dict[str, str] | None = None,
 ) -> Path:
-    """Write ``model``'s state dict and its config atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``model``'s state dict and its config atomically (``storage.write_atomic``)."""
     from .. import __version__
 
     meta = {

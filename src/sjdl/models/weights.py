@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+from ..storage import sha256_file
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 BUNDLED = {
@@ -14,14 +15,6 @@ BUNDLED = {
     ),
 }
 _verified: set[Path] = set()
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_pretrained(value: str, backbone: str) -> Path:
@@ -38,7 +31,7 @@ def resolve_pretrained(value: str, backbone: str) -> Path:
     if path not in _verified:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: bundled weights missing (reinstall sjdl)")
-        if sha256(path) != digest:
+        if sha256_file(path) != digest:
             raise ValueError(f"{path}: SHA-256 mismatch, the bundled weights are damaged")
         _verified.add(path)
     return path

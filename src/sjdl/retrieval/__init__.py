@@ -2,12 +2,12 @@
 the Python API (``ReID``, ``Gallery``) and the search page's web app (``server``, imported
 on demand)."""
 
+from ..storage import LockedError, folder_lock
 from .defog import defog_dcp, defog_firm, pad_to_multiple
 from .embed import embed, image_records
 from .export import export_onnx
 from .gallery import Gallery, Match
 from .index import GalleryIndex, IndexError_, fingerprint
-from .lock import LockedError, folder_lock
 from .reid import ReID
 
 __all__ = [

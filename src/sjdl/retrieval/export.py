@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..storage import atomic_path
+
 
 class EmbeddingNet(nn.Module):
     """Images (N, 3, H, W) in [0, 1] -> retrieval embeddings (N, D); FIRM is not part of it."""
@@ -41,7 +43,7 @@ def export_onnx(
 ) -> Path:
     """Write ``path`` (.onnx). The batch axis is dynamic; height and width are fixed to
     ``size`` (the model's input size). The model is put in eval mode first. The file is
-    written to ``<path>.tmp`` and renamed; the temporary file is removed on failure."""
+    written atomically (``storage.atomic_path``)."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder: give a file name, e.g. {path / 'model.onnx'}")
@@ -50,10 +52,8 @@ def export_onnx(
         raise ValueError("this model has no FIRM (method=baseline): nothing to export")
     net = (RestorationNet(model) if restoration else EmbeddingNet(model)).eval()
     example = torch.rand(2, 3, *size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     batch = torch.export.Dim("batch", min=1, max=4096)
-    try:
+    with atomic_path(path) as tmp:
         torch.onnx.export(
             net,
             (example,),
@@ -66,7 +66,4 @@ def export_onnx(
             external_data=False,
             verbose=False,
         )
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..storage import folder_lock, sha256_file
 from .embed import embed, image_records
-from .index import KINDS, GalleryIndex, IndexError_, fingerprint
-from .lock import folder_lock
+from .index import KINDS, GalleryIndex, IndexError_, fingerprint, recover_index
 from .outputs import check_index_output
 from .reid import ReID, as_list
 
@@ -45,12 +45,14 @@ class AddResult:
 
 
 def _disk_state(folder: Path):
-    """Identity of the index written in ``folder`` (every save writes a new manifest)."""
+    """Identity of the index written in ``folder``: the manifest's content hash (every save
+    writes a new generation and a random save id into it), not only its inode/mtime/size."""
     try:
         st = (folder / "manifest.json").stat()
+        digest = sha256_file(folder / "manifest.json")
     except OSError:
         return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
+    return st.st_ino, st.st_mtime_ns, st.st_size, digest
 
 
 def _same_folder(a: Path, b: Path) -> bool:
@@ -106,6 +108,7 @@ class Gallery:
         index was built with (loaded on first use, on ``device``); a checkpoint other than
         the index's is refused (its embeddings could not be compared)."""
         folder = Path(folder)
+        recover_index(folder)
         state = _disk_state(folder)
         index = GalleryIndex.load(folder)
         if isinstance(reid, ReID):

@@ -2,9 +2,12 @@
 
 Layout of an index folder: ``index.faiss`` (vectors), ``metadata.csv`` (row, path, pid,
 camid, added), ``manifest.json`` (fingerprint of the checkpoint and config that made the
-embeddings, dimension, kind, metric, count). Every write goes to a fresh temporary folder
-that replaces the old one in a single rename, so an interrupted write never leaves a mix;
-writers hold ``folder_lock`` (see ``lock.py``) so two of them cannot lose each other's rows.
+embeddings, dimension, kind, metric, count, a save generation, and the SHA-256 of the two other
+files and of the manifest itself: any change to them after the save is detected on load) and
+the ownership marker. Every write goes to a staged folder published by the storage room
+(``storage.publish``: fsynced, one complete copy findable after a crash at any point and put
+back by ``recover_index``); writers hold the folder's lock so two of them cannot lose each
+other's rows.
 """
 
 from __future__ import annotations
@@ -12,18 +15,31 @@ from __future__ import annotations
 import csv
 import datetime
 import json
-import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..models.weights import sha256
+from ..storage import (
+    LockedError,
+    StorageError,
+    check_replaceable,
+    folder_lock,
+    new_stage,
+    publish,
+    recover,
+    sha256_file,
+    sha256_json,
+    write_marker,
+)
 
 KINDS = ("flat", "hnsw", "ivf")
 FIELDS = ["row", "path", "pid", "camid", "added"]
 FORMAT = "sjdl-index-1"
+DATA_FILES = ("index.faiss", "metadata.csv")
+OWN_FILES = (*DATA_FILES, "manifest.json")
 
 
 class IndexError_(ValueError):
@@ -32,7 +48,7 @@ class IndexError_(ValueError):
 
 def fingerprint(checkpoint: str | Path) -> str:
     """SHA-256 of the checkpoint file (weights + the config in its header)."""
-    return sha256(checkpoint)
+    return sha256_file(checkpoint)
 
 
 def _faiss():
@@ -161,31 +177,42 @@ class GalleryIndex:
         return out
 
     def save(self, folder: str | Path) -> Path:
+        """Write the index to ``folder`` through a staged folder (see the module text); a
+        folder holding anything but an index's own files is refused, never emptied."""
         faiss = _faiss()
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = folder.with_name(folder.name + ".writing")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        faiss.write_index(self.index, str(tmp / "index.faiss"))
-        with (tmp / "metadata.csv").open("w", newline="") as f:
-            w = csv.DictWriter(f, FIELDS)
-            w.writeheader()
-            w.writerows(self.rows)
-        (tmp / "manifest.json").write_text(json.dumps(self.manifest, indent=2))
-        old = folder.with_name(folder.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
+        with folder_lock(folder):
+            recover_index(folder)
+            check_replaceable(folder, "index", OWN_FILES, "saving an index")
+            stage = new_stage(folder)
+            try:
+                faiss.write_index(self.index, str(stage / "index.faiss"))
+                with (stage / "metadata.csv").open("w", newline="") as f:
+                    w = csv.DictWriter(f, FIELDS)
+                    w.writeheader()
+                    w.writerows(self.rows)
+                manifest = {
+                    k: v for k, v in self.manifest.items() if k not in ("files", "manifest_sha256")
+                }
+                manifest["generation"] = int(manifest.get("generation", 0)) + 1
+                manifest["save_id"] = uuid.uuid4().hex
+                manifest["files"] = {n: sha256_file(stage / n) for n in DATA_FILES}
+                manifest["manifest_sha256"] = sha256_json(manifest)
+                (stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
+                write_marker(stage, "index", "sjdl index")
+                publish(stage, folder)
+            except BaseException:
+                shutil.rmtree(stage, ignore_errors=True)
+                raise
+            self.manifest = manifest
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> GalleryIndex:
         faiss = _faiss()
         folder = Path(folder)
-        files = [folder / n for n in ("index.faiss", "metadata.csv", "manifest.json")]
+        recover_index(folder)
+        files = [folder / n for n in OWN_FILES]
         missing = [f.name for f in files if not f.is_file()]
         if missing:
             raise IndexError_(f"{folder}: not an index folder (missing {', '.join(missing)})")
@@ -193,6 +220,8 @@ class GalleryIndex:
             manifest = json.loads(files[2].read_text())
         except json.JSONDecodeError as e:
             raise IndexError_(f"{files[2]}: corrupted ({e})") from None
+        if not isinstance(manifest, dict):
+            raise IndexError_(f"{files[2]}: corrupted (not a JSON object)")
         try:
             index = faiss.read_index(str(files[0]))
         except RuntimeError as e:
@@ -208,6 +237,9 @@ class GalleryIndex:
                 f"{len(rows)} metadata rows, manifest says {manifest.get('count')} x "
                 f"{manifest.get('dim')}); rebuild it with sjdl index build"
             )
+        problem = integrity_problem(folder, manifest)  # last: the specific errors come first
+        if problem:
+            raise IndexError_(f"{problem}; rebuild it with sjdl index build")
         return cls(index, rows, manifest)
 
     def check_fingerprint(self, fp: str, checkpoint) -> None:
@@ -217,6 +249,64 @@ class GalleryIndex:
                 f"{fp[:12]} vs {self.manifest['fingerprint'][:12]}); embeddings from different "
                 "models cannot be mixed: rebuild the index or pass the original checkpoint"
             )
+
+
+def integrity_problem(folder: Path, manifest: dict) -> str | None:
+    """What does not match the checksums the manifest recorded at its save (None: all
+    match; an index saved before checksums existed is not checked)."""
+    if "manifest_sha256" not in manifest:
+        return None
+    rest = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    if sha256_json(rest) != manifest["manifest_sha256"]:
+        return (
+            f"{folder / 'manifest.json'}: changed after the index was saved (its checksum "
+            "does not match its content)"
+        )
+    files = manifest.get("files")
+    for name in DATA_FILES:
+        want = files.get(name) if isinstance(files, dict) else None
+        try:
+            ok = want is not None and sha256_file(folder / name) == want
+        except OSError:
+            ok = False
+        if not ok:
+            return (
+                f"{folder / name}: does not match the index's checksum (changed, reordered "
+                "or damaged after the index was saved)"
+            )
+    return None
+
+
+def _complete(stage: Path) -> bool:
+    """Whether a staged index folder was written to the end (its checksums match)."""
+    try:
+        manifest = json.loads((stage / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(manifest, dict)
+        and "manifest_sha256" in manifest
+        and integrity_problem(stage, manifest) is None
+    )
+
+
+def recover_index(folder: str | Path) -> str | None:
+    """After a crash during a save, put the one complete copy back under ``folder`` (holding
+    the folder's lock; skipped while another process writes it and ``folder`` exists)."""
+    from ..storage.publish import old_path, stage_path
+
+    folder = Path(folder)
+    if not stage_path(folder).exists() and not old_path(folder).exists():
+        return None
+    try:
+        with folder_lock(folder):
+            return recover(folder, _complete)
+    except LockedError as e:
+        if folder.exists():
+            return None  # its writer will clean up; the folder itself is complete
+        raise IndexError_(str(e)) from None
+    except (OSError, StorageError) as e:
+        raise IndexError_(f"{folder}: cannot recover an interrupted save ({e})") from None
 
 
 def _read_rows(path: Path) -> list[dict]:

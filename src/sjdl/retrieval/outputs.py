@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..storage import check_replaceable, owner
 from .embed import image_files
-from .index import GalleryIndex, IndexError_, is_index
+from .index import OWN_FILES, GalleryIndex, IndexError_, is_index
 
 
 class OutputError(ValueError):
@@ -27,7 +28,8 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def check_index_output(output: Path, inputs: list[Path], overwrite: bool) -> None:
     """Refuse an index folder that holds (or is) an input, that is a file, or that is not
-    empty (an index or anything else) unless ``overwrite``."""
+    empty unless ``overwrite``; even then, a folder holding anything but an index's own files
+    (another command's output, foreign files) is refused: only an index's files may go."""
     for p in inputs:
         if _inside(p, output):
             raise OutputError(
@@ -36,7 +38,15 @@ def check_index_output(output: Path, inputs: list[Path], overwrite: bool) -> Non
             )
     if output.exists() and not output.is_dir():
         raise OutputError(f"{output} is a file, not an index folder")
-    if overwrite or not output.is_dir() or not any(output.iterdir()):
+    if not output.is_dir() or not any(output.iterdir()):
+        return
+    if overwrite:
+        if not is_index(output) and owner(output) != "index":
+            raise OutputError(
+                f"{output} is not empty and is not an sjdl index; --overwrite replaces only an "
+                "index's own files: choose an empty or new folder"
+            )
+        check_replaceable(output, "index", OWN_FILES, "sjdl index build --overwrite")
         return
     if is_index(output):
         try:
@@ -47,8 +57,7 @@ def check_index_output(output: Path, inputs: list[Path], overwrite: bool) -> Non
             f"{output} is {what}; pass --overwrite to replace it, or use sjdl index add"
         )
     raise OutputError(
-        f"{output} is not empty and is not an sjdl index; pass --overwrite to replace its "
-        "contents, or choose an empty or new folder"
+        f"{output} is not empty and is not an sjdl index; choose an empty or new folder"
     )
 
 
