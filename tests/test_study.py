@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from sjdl.cli import app
 from sjdl.data import demo_root, read_fvrid
 from sjdl.experiments.study import Study
-from sjdl.experiments.study_eval import DefogThenReID
 from sjdl.experiments.study_data import prepare_clear, prepare_density, prepare_split, split_ids
+from sjdl.experiments.study_eval import DefogThenReID
 from sjdl.experiments.study_plan import QUICK, StudyError, StudySettings, training_runs
 
 
@@ -227,8 +227,8 @@ def test_unknown_row_error_lists_the_rows(tmp_path):
 
 def test_unseen_summary_is_the_mean_over_kinds_paired_with_baseline_and_imagenet(tmp_path):
     from sjdl.experiments.study_plan import query_file
-    from sjdl.storage import save_npz as save_arrays
     from sjdl.experiments.study_report import markdown, summarize
+    from sjdl.storage import save_npz as save_arrays
 
     rng = np.random.default_rng(1)
     table = []
