@@ -44,7 +44,7 @@ def test_yaml_then_overrides_precedence(tmp_path):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model.splitt=conv3", "unknown key 'model.splitt' (model allows: backbone, firm,"),
+        ("model.splitt=conv3", "unknown key 'model.splitt' (model allows: backbone, dsbn, firm,"),
         ("model.split=conv9", "model.split: got 'conv9', expected one of 'conv2', 'conv3'"),
         ("train.lr=fast", "train.lr: got 'fast', expected a float"),
         ("train.epochs=1.5", "train.epochs: got 1.5, expected an int"),
