@@ -64,7 +64,8 @@ def _bar_progress(bar, task):
 
 
 def _report(result) -> None:
-    """Say which images ``Gallery.build``/``add`` skipped (already in it, unreadable)."""
+    """Say which images ``Gallery.build``/``add`` skipped (already in it, unreadable, with a
+    non-finite embedding)."""
     if result.duplicates:
         console.print(
             f"[yellow]skipped {len(result.duplicates)} image(s) already in the index, "
@@ -74,6 +75,12 @@ def _report(result) -> None:
         console.print(
             f"[yellow]skipped {len(result.unreadable)} unreadable image(s), "
             f"e.g. {result.unreadable[0]}"
+        )
+    if result.nonfinite:
+        console.print(
+            f"[yellow]skipped {len(result.nonfinite)} image(s) whose embedding is not finite "
+            f"(NaN/inf), e.g. {result.nonfinite[0]}",
+            highlight=False,
         )
 
 
