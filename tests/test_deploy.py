@@ -76,7 +76,9 @@ def test_index_round_trip_build_add_search(fvrid, tmp_path):
     for image in sorted(gallery.iterdir()):  # a gallery image used as query comes back first
         png = tmp_path / "ranks.png"
         r = runner.invoke(
-            app, ["search", str(image), "--index", str(idx), "--top-k", "3", "--png", str(png)]
+            app,
+            ["search", str(image), "--index", str(idx), "--top-k", "3", "--png", str(png)]
+            + ["--overwrite"],  # the same --png for every query
         )
         assert r.exit_code == 0, r.output
         assert png.is_file() and "distance" in r.output

@@ -145,8 +145,37 @@ def test_total_variation_parity_with_released(released):
 def test_self_constraint_phase_parity_with_released(released):
     j = torch.from_numpy(released["sc_restored"])
     i = torch.from_numpy(released["sc_foggy"])
-    value = self_constraint_loss(j, i, "phase").item()
+    value = self_constraint_loss(j, i, "phase", amp_floor=0).item()  # released: no floor
     assert value == pytest.approx(released["self_constraint_phase"], rel=1e-4)
+    floored = self_constraint_loss(j, i, "phase").item()
+    assert floored == pytest.approx(value, abs=1e-4)  # ours: tiny amplitudes floored
+
+
+def _max_phase_grad(amplitude, **kw):
+    gen = torch.Generator().manual_seed(0)
+    foggy = torch.rand(2, 3, 32, 32, generator=gen)
+    texture = torch.randn(2, 3, 32, 32, generator=gen)
+    j = (0.5 + amplitude * texture).requires_grad_()
+    self_constraint_loss(j, foggy, "phase", **kw).backward()
+    return j.grad.abs().max().item()
+
+
+def test_phase_self_constraint_gradient_stays_bounded_as_texture_vanishes():
+    assert _max_phase_grad(1e-5, amp_floor=0) > 100  # released: grows as 1 / amplitude
+    reference = _max_phase_grad(1e-2)
+    for amplitude in (1e-3, 1e-5, 1e-8, 0.0):
+        assert _max_phase_grad(amplitude) < min(1.0, 5 * reference), amplitude
+
+
+def test_phase_self_constraint_unchanged_at_normal_amplitudes():
+    gen = torch.Generator().manual_seed(1)
+    foggy = torch.rand(2, 3, 32, 32, generator=gen)
+    texture = torch.randn(2, 3, 32, 32, generator=gen)
+    for amplitude in (0.3, 0.1, 0.03):
+        j = 0.7 * foggy + amplitude * texture
+        a = self_constraint_loss(j, foggy, "phase").item()
+        b = self_constraint_loss(j, foggy, "phase", amp_floor=0).item()
+        assert a == pytest.approx(b, abs=1e-4), amplitude
 
 
 # ---- gradients and precision ----------------------------------------------------------------

@@ -6,6 +6,7 @@ from . import (  # noqa: F401
     cases_data,
     cases_outputs,
     cases_runtime,
+    cases_runtime2,
     cases_storage,
 )
 from .world import CASES, OUTCOMES, Outcome, SetupError, World

@@ -72,7 +72,8 @@ def _bar_progress(bar, task):
 
 
 def _report(result) -> None:
-    """Say which images ``Gallery.build``/``add`` skipped (already in it, unreadable)."""
+    """Say which images ``Gallery.build``/``add`` skipped (already in it, unreadable, with a
+    non-finite embedding)."""
     if result.duplicates:
         console.print(
             f"[yellow]skipped {len(result.duplicates)} image(s) already in the index, "
@@ -82,6 +83,12 @@ def _report(result) -> None:
         console.print(
             f"[yellow]skipped {len(result.unreadable)} unreadable image(s), "
             f"e.g. {result.unreadable[0]}"
+        )
+    if result.nonfinite:
+        console.print(
+            f"[yellow]skipped {len(result.nonfinite)} image(s) whose embedding is not finite "
+            f"(NaN/inf), e.g. {result.nonfinite[0]}",
+            highlight=False,
         )
 
 
@@ -150,22 +157,29 @@ def search_command(
     png: Path | None = typer.Option(
         None,
         "--png",
-        help="Rank-list picture (default: <query stem>_ranks.png beside --defog-out or here).",
+        help="Rank-list picture, .png/.jpg/.bmp (default: ./<query stem>_ranks.png).",
     ),
     defog_out: Path | None = typer.Option(None, help="Also write the restored query image."),
+    overwrite: bool = typer.Option(False, help="Replace existing --png / --defog-out files."),
 ):
-    """Search the gallery index for a query image; print a ranked table, write a PNG."""
+    """Search the gallery index for a query image; print a ranked table, write a PNG.
+    Outputs are checked before the search: never the query, a gallery image of the index or
+    an existing file (without --overwrite)."""
     from ..data.io import read_image, save_image
     from ..data.records import parse_name
     from ..evaluation.visualize import rank_list
     from ..retrieval import Gallery
+    from ..retrieval.search_outputs import check_search_outputs, save_picture
 
+    png = png or Path(f"{query.stem}_ranks.png")
     try:
         index = Gallery.open(index_dir, checkpoint)
         if not len(index):
             fail(f"{index_dir}: the index is empty (0 images); add images with sjdl index add")
         if defog_out is not None and not index.reid.has_firm:
             fail("--defog-out needs a model with FIRM (not method=baseline)")
+        outputs = {"--png": png, **({"--defog-out": defog_out} if defog_out else {})}
+        check_search_outputs(outputs, query, index, overwrite)
         hits = index.search(query, top_k)
         if defog_out is not None:
             save_image(index.reid.defog(read_image(query)), defog_out)
@@ -180,11 +194,21 @@ def search_command(
         pid, cam = (str(-1 if v is None else v) for v in (h.pid, h.camid))
         table.add_row(str(h.rank), f"{h.distance:.4f}", pid, cam, h.path, style=style)
     console.print(table)
-    png = png or Path(f"{query.stem}_ranks.png")
     correct = [h.pid == qpid for h in hits] if qpid >= 0 else None
-    rank_list(
-        query, [h.path for h in hits], correct, [h.distance for h in hits], title=query.name
-    ).save(png)
+    missing: list[str] = []
+    picture = rank_list(
+        query, [h.path for h in hits], correct, [h.distance for h in hits], query.name, missing
+    )
+    if missing:
+        console.print(
+            f"[yellow]note: {len(missing)} image(s) of the answer can no longer be read "
+            f"(deleted or damaged since indexing; grey in the picture), e.g. {missing[0]}",
+            highlight=False,
+        )
+    try:
+        save_picture(picture, png)
+    except _errors() as e:
+        fail(str(e))
     console.print(f"rank list: {png}" + (f"; restored query: {defog_out}" if defog_out else ""))
 
 

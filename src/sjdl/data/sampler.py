@@ -104,9 +104,12 @@ class RandomBatchSampler(Sampler[list[int]]):
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self.skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select the epoch; ``skip`` drops its first batches (resuming mid-epoch)."""
         self.epoch = epoch
+        self.skip = skip
 
     def __iter__(self) -> Iterator[list[int]]:
         perm = np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist()
@@ -115,7 +118,8 @@ class RandomBatchSampler(Sampler[list[int]]):
             for i in range(0, self.n - self.batch_size + 1, self.batch_size)
         ]
         per_rank = len(batches) // self.world_size
-        return iter(batches[self.rank : per_rank * self.world_size : self.world_size])
+        mine = batches[self.rank : per_rank * self.world_size : self.world_size]
+        return iter(mine[self.skip :])
 
     def __len__(self) -> int:
-        return (self.n // self.batch_size) // self.world_size
+        return max(0, (self.n // self.batch_size) // self.world_size - self.skip)

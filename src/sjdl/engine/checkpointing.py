@@ -50,6 +50,7 @@ class Checkpointing:
                     else None,
                     "epoch_sums": dict(self.epoch_sums) if mid_epoch else {},
                     "epoch_counts": dict(self.epoch_counts) if mid_epoch else {},
+                    "real_pos": self.real_pos if mid_epoch else 0,
                 },
             )
         self._save_weights(name)
@@ -93,6 +94,7 @@ class Checkpointing:
             self._log("the run was saved without AMP: gradient scaling starts afresh")
         self.epoch_sums = dict(st.get("epoch_sums") or {})
         self.epoch_counts = dict(st.get("epoch_counts") or {})
+        self.real_pos = int(st.get("real_pos") or 0)  # states of older versions: 0
         set_rng_state(st["rng"])
         self.parts.syn_loader.generator.set_state(st["syn_loader_gen"])
         if self.parts.real_loader is not None and st.get("real_loader_gen") is not None:

@@ -27,6 +27,7 @@ from .distributed import DistInfo, all_reduce_mean, barrier, device_for, init_di
 from .logger import RunLogger
 from .rundir import check_new_run, clear_run, remove_stale_temporaries
 from .setup import build_run, seed_everything
+from .steps import SKIPPED, RealStream, accumulate, bn_restore, bn_snapshot
 
 
 class NonFiniteLossError(RuntimeError):
@@ -116,6 +117,7 @@ class Trainer(Checkpointing):
         self.best_map, self.bad_steps = -1.0, 0
         self.epoch_sums: dict[str, float] = {}  # loss sums of the epoch so far, and counts
         self.epoch_counts: dict[str, int] = {}
+        self.real_pos = 0  # real batches drawn this epoch by completed steps (for resuming)
         self.bad_images = BadImageLog(cfg.data.strict)
         self._open_run(resume, overwrite)
         try:
@@ -175,14 +177,11 @@ class Trainer(Checkpointing):
             self.logger.close()
         return {"epochs": self.epoch, "best_val_mAP": self.best_map}
 
-    def _real_batches(self, epoch: int):
-        """Real batches for one epoch, cycling through the real set as often as needed."""
-        loader = self.parts.real_loader
-        k = 0
-        while True:
-            loader.batch_sampler.set_epoch(epoch * 1000 + k)
-            yield from loader
-            k += 1
+    def _real_batches(self, epoch: int) -> RealStream:
+        """Real batches for one epoch, cycling through the real set as often as needed; a
+        mid-epoch resume continues after the ones its completed steps drew."""
+        start = self.real_pos if self.step_in_epoch else 0
+        return RealStream(self.parts.real_loader, epoch, start)
 
     def _train_epoch(self, epoch: int) -> None:
         p, cfg = self.parts, self.cfg.train
@@ -212,14 +211,13 @@ class Trainer(Checkpointing):
             if "img" not in batch:
                 continue
             terms = self._step(batch, real)
+            self.real_pos = real_iter.drawn if real_iter is not None else 0
             self.step_in_epoch += 1
             self.global_step += 1
             images += len(batch["img"]) + (
                 len(real["img"]) if real is not None and "img" in real else 0
             )
-            for k, v in terms.items():  # real/* terms exist only on steps with a real batch
-                sums[k] = sums.get(k, 0.0) + v
-                counts[k] = counts.get(k, 0) + 1
+            accumulate(sums, counts, terms)  # finite steps only; skipped ones are counted
             rate = images / max(time.perf_counter() - t0, 1e-9)
             if self.progress:
                 self.progress.update(task, self.step_in_epoch, terms.get("loss", math.nan), rate)
@@ -228,6 +226,8 @@ class Trainer(Checkpointing):
                     self.global_step, {**terms, "lr": lr, "images_per_s": rate, "epoch": epoch}
                 )
         means = {k: v / counts[k] for k, v in sums.items()}
+        if counts.get(SKIPPED):
+            means[SKIPPED] = counts[SKIPPED]  # means above are over the other steps
         rate = images / max(time.perf_counter() - t0, 1e-9)
         self.logger.scalars(
             self.global_step,
@@ -236,7 +236,8 @@ class Trainer(Checkpointing):
         )
         self._log(
             f"epoch {epoch}: "
-            + ", ".join(f"{k} {v:.4f}" for k, v in means.items())
+            + ", ".join(f"{k} {v:.4f}" for k, v in means.items() if k != SKIPPED)
+            + (f", {means[SKIPPED]} non-finite step(s) skipped" if SKIPPED in means else "")
             + f", lr {lr:.3g}, {rate:.1f} images/s"
         )
         bad = self.bad_images.summary()
@@ -262,6 +263,7 @@ class Trainer(Checkpointing):
         has_real = real is not None and "img" in real
         if has_real:
             args += pair(real)
+        bn = bn_snapshot(self.model)  # a skipped step puts these back
         clear = batch["clear"].to(dev) if "clear" in batch else None
         twins = clear if p.composer.uses_consistency else None
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda_amp):
@@ -277,6 +279,7 @@ class Trainer(Checkpointing):
         finite = all_reduce_mean(torch.isfinite(loss).float(), self.dist).item() == 1.0
         p.optimizer.zero_grad(set_to_none=True)
         if not finite:
+            bn_restore(bn)
             self.bad_steps += 1
             self._log(
                 f"step {self.global_step + 1}: non-finite loss, step skipped "

@@ -15,10 +15,28 @@ THUMB = (96, 96)  # width, height of one thumbnail cell
 BORDER, CAPTION = 4, 16
 
 
-def _thumb(img: Image.Image | torch.Tensor | str | Path, color, caption: str) -> Image.Image:
+def _open(path: str | Path, unreadable: list[str] | None) -> Image.Image:
+    """The image at ``path``, or a grey "unreadable" tile when it is gone or damaged (its
+    path is then added to ``unreadable``)."""
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        if unreadable is not None:
+            unreadable.append(str(path))
+        tile = Image.new("RGB", (THUMB[0] - 2 * BORDER, THUMB[1] - 2 * BORDER), (200, 200, 200))
+        ImageDraw.Draw(tile).text((4, THUMB[1] // 2 - 10), "unreadable", fill=(0, 0, 0))
+        return tile
+
+
+def _thumb(
+    img: Image.Image | torch.Tensor | str | Path,
+    color,
+    caption: str,
+    unreadable: list[str] | None = None,
+) -> Image.Image:
     if isinstance(img, str | Path):
-        with Image.open(img) as im:
-            img = im.convert("RGB")
+        img = _open(img, unreadable)
     elif isinstance(img, torch.Tensor):
         img = Image.fromarray(to_uint8(img))
     img = ImageOps.pad(img, (THUMB[0] - 2 * BORDER, THUMB[1] - 2 * BORDER), color=(255, 255, 255))
@@ -43,12 +61,21 @@ def _row(cells: list[Image.Image], gap: int = 4, title: str | None = None) -> Im
     return row
 
 
-def rank_list(query_path, gallery_paths, correct, distances, title: str | None = None):
-    """Query (blue border) then its top-k gallery images, distance under each."""
-    cells = [_thumb(query_path, BLUE, "query")]
+def rank_list(
+    query_path,
+    gallery_paths,
+    correct,
+    distances,
+    title: str | None = None,
+    unreadable: list[str] | None = None,
+):
+    """Query (blue border) then its top-k gallery images, distance under each. An image
+    that cannot be read (deleted or damaged since it was indexed) is a grey tile, and its
+    path is added to ``unreadable`` when given."""
+    cells = [_thumb(query_path, BLUE, "query", unreadable)]
     flags = correct if correct is not None else [None] * len(gallery_paths)  # None: unknown
     cells += [
-        _thumb(p, GREY if ok is None else (GREEN if ok else RED), f"{i + 1}: {d:.3f}")
+        _thumb(p, GREY if ok is None else (GREEN if ok else RED), f"{i + 1}: {d:.3f}", unreadable)
         for i, (p, ok, d) in enumerate(zip(gallery_paths, flags, distances, strict=True))
     ]
     return _row(cells, title=title)

@@ -14,6 +14,10 @@ import torch.nn.functional as F
 from ._dtype import full_precision as _full
 
 _EPS = 1e-8
+# Phase self-constraint: per-frequency amplitudes of the restored image below this texture
+# amplitude (per pixel, in [0, 1] units; a quarter of one 8-bit grey level) count as this
+# amplitude. Without a floor the gradient grows as 1 / amplitude when texture vanishes.
+PHASE_AMP_FLOOR = 1e-3
 
 
 def restoration_loss(restored: torch.Tensor | Sequence[torch.Tensor], clear: torch.Tensor):
@@ -82,13 +86,21 @@ def total_variation_loss(img: torch.Tensor) -> torch.Tensor:
     return (dx + dy).mean()
 
 
-def self_constraint_loss(restored: torch.Tensor, foggy: torch.Tensor, mode: str = "spectrum"):
+def self_constraint_loss(
+    restored: torch.Tensor,
+    foggy: torch.Tensor,
+    mode: str = "spectrum",
+    amp_floor: float = PHASE_AMP_FLOOR,
+):
     """Self-constraint loss L_SC, Eq. 10: minus the cosine similarity of Fourier spectra.
 
     ``spectrum`` (paper): per image, Re<F(J), F(I)> / (|F(J)| |F(I)|) over the whole
     C x H x W spectrum (2-D FFT per channel); by Parseval this equals the cosine of the
     images themselves. ``phase`` (released code): per frequency and channel, the cosine of
-    the phase difference, averaged. Both: minus the mean over the batch; identical images -> -1.
+    the phase difference, averaged; |F(J)| is floored at ``amp_floor`` * sqrt(H W) (the
+    magnitude white texture of that amplitude has), so the gradient stays bounded when the
+    restored image loses its texture (0 gives the released, unbounded version). Both: minus
+    the mean over the batch; identical images -> -1.
     """
     fj = torch.fft.fft2(_full(restored))
     fi = torch.fft.fft2(_full(foggy))
@@ -99,6 +111,8 @@ def self_constraint_loss(restored: torch.Tensor, foggy: torch.Tensor, mode: str 
         den = (pj.flatten(1).sum(1) * pi.flatten(1).sum(1)).clamp(min=_EPS**2).sqrt()
         return -(inner.flatten(1).sum(1) / den).mean()
     if mode == "phase":
-        cos = inner / (pj * pi).clamp(min=_EPS**2).sqrt()
+        h, w = fj.shape[-2:]
+        floor = max(amp_floor**2 * h * w, _EPS**2)
+        cos = inner / (pj.clamp(min=floor).sqrt() * pi.clamp(min=_EPS**2).sqrt())
         return -cos.flatten(1).mean(1).mean()
     raise ValueError(f"self-constraint mode must be 'spectrum' or 'phase', got {mode!r}")

@@ -120,7 +120,8 @@ def id_counts(path: str | Path, meta: dict[str, str]) -> tuple[int, int]:
 
 
 def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], path) -> None:
-    """Load ``state`` strictly; missing/unexpected keys or wrong shapes name the file."""
+    """Load ``state`` strictly; missing/unexpected keys, wrong shapes, integer tensors for
+    floating ones (or the reverse) and NaN/inf values are errors naming the file."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -139,6 +140,9 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], path) -> N
             f"{path}: {len(wrong)} tensor(s) do not have the shape the header describes, "
             f"e.g. {wrong[0]} (file vs model; do num_syn_ids/num_real_ids match the weights?)"
         )
+    from .checks import check_tensors
+
+    check_tensors(state, path, own)
     model.load_state_dict(state, strict=True)
 
 

@@ -200,6 +200,9 @@ def load_pretrained(model: nn.Module, path: str | Path, key_map=None) -> LoadRep
     if key_map is not None:
         state = key_map(state)
     own = model.state_dict()
+    from .checks import check_tensors
+
+    check_tensors(state, path, own)
     loaded, mismatched = [], []
     for key, value in state.items():
         if key in own:

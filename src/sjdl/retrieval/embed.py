@@ -64,9 +64,12 @@ def embed(
     workers: int = 0,
     progress: Callable[[int], None] | None = None,
     normalize: bool = False,
+    nonfinite: list | None = None,
 ):
     """(embeddings (N, D) float32, kept records, skipped paths) in record order; L2-normalised
-    when ``normalize`` (the checkpoint's ``test.normalize``, as in evaluation)."""
+    when ``normalize`` (the checkpoint's ``test.normalize``, as in evaluation). An image whose
+    embedding is not finite (NaN/inf) is left out too: its path goes to ``nonfinite`` when
+    given, else to the skipped paths."""
     ds = ReIDDataset(records, PairedTransform(tuple(size)), with_clear=False)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate)
     feats, kept, skipped, errors = [], [], [], []
@@ -76,11 +79,21 @@ def embed(
         errors += [e for _, e in batch["skipped"]]
         if "img" in batch:
             f = model.extract_features(batch["img"].to(device)).float().cpu()
-            feats.append(torch.nn.functional.normalize(f, dim=1) if normalize else f)
-            kept += [records[int(i)] for i in batch["index"]]
+            f = torch.nn.functional.normalize(f, dim=1) if normalize else f
+            ok = torch.isfinite(f).all(1)
+            recs = [records[int(i)] for i in batch["index"]]
+            bad = [str(r.path) for r, good in zip(recs, ok.tolist(), strict=True) if not good]
+            (nonfinite if nonfinite is not None else skipped).extend(bad)
+            feats.append(f[ok])
+            kept += [r for r, good in zip(recs, ok.tolist(), strict=True) if good]
             if progress:
                 progress(len(batch["img"]))
-    if not feats:
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ValueError(f"none of the images could be read: {errors[0]}{more}")
+    if not kept:
+        if errors:
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise ValueError(f"none of the images could be read: {errors[0]}{more}")
+        raise ValueError(
+            f"none of the {len(records)} image(s) gave a finite embedding (NaN or inf values), "
+            f"e.g. {records[0].path}: are the model's weights or the images damaged?"
+        )
     return torch.cat(feats).numpy().astype(np.float32), kept, skipped

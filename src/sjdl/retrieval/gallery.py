@@ -37,11 +37,13 @@ class Match:
 
 @dataclass
 class AddResult:
-    """What ``build``/``add`` did: paths added, already present (skipped), unreadable."""
+    """What ``build``/``add`` did: paths added, already present (skipped), unreadable, and
+    left out because their embedding was not finite (NaN/inf)."""
 
     added: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    nonfinite: list[str] = field(default_factory=list)
 
 
 def _disk_state(folder: Path):
@@ -89,7 +91,7 @@ class Gallery:
         reid = reid if isinstance(reid, ReID) else ReID.from_checkpoint(reid)
         paths = [Path(p) for p in as_list(paths)]
         records = image_records(paths)
-        feats, meta, skipped = _embed_records(reid, records, progress)
+        feats, meta, skipped, nonfinite = _embed_records(reid, records, progress)
         index = GalleryIndex.create(
             reid.dim, reid.fingerprint, kind, reid.cfg.test.metric, reid.cfg.to_yaml(), len(feats)
         )
@@ -97,7 +99,7 @@ class Gallery:
         index.add(feats, meta)
         gallery = cls(index, reid)
         gallery._sources = [*paths, reid.checkpoint]
-        gallery.last_add = AddResult([m[0] for m in meta], [], skipped)
+        gallery.last_add = AddResult([m[0] for m in meta], [], skipped, nonfinite)
         return gallery
 
     @classmethod
@@ -152,7 +154,9 @@ class Gallery:
         new = [r for r in records if str(r.path) not in have]
         result = AddResult(duplicates=[str(r.path) for r in records if str(r.path) in have])
         if new:
-            feats, meta, result.unreadable = _embed_records(self.reid, new, progress)
+            feats, meta, result.unreadable, result.nonfinite = _embed_records(
+                self.reid, new, progress
+            )
             self._index.add(feats, meta)
             result.added = [m[0] for m in meta]
         self._sources += paths
@@ -178,6 +182,12 @@ class Gallery:
             if len(items) != 1:
                 raise ValueError(f"search takes one query image, got {len(items)}")
             feats = self.reid.embed(items)
+        if not np.isfinite(feats).all():
+            what = "the query embedding" if len(feats) else "the query"
+            raise ValueError(
+                f"{what} is not finite (NaN or inf values): the model gives no usable "
+                "embedding for this image, so it cannot be searched"
+            )
         return [
             Match(
                 h.rank,
@@ -231,8 +241,10 @@ class Gallery:
 
 
 def _embed_records(reid: ReID, records, progress: Progress | None):
-    """(features, [(path, pid, camid)], unreadable paths) for gallery records."""
+    """(features, [(path, pid, camid)], unreadable paths, paths with a non-finite embedding)
+    for gallery records."""
     total = len(records)
+    nonfinite: list[str] = []
     feats, kept, skipped = embed(
         reid.model,
         records,
@@ -241,5 +253,7 @@ def _embed_records(reid: ReID, records, progress: Progress | None):
         reid.cfg.test.batch_size,
         progress=(lambda n: progress(n, total)) if progress else None,
         normalize=reid.cfg.test.normalize,
+        nonfinite=nonfinite,
     )
-    return feats, [(str(r.path), r.pid, r.camid) for r in kept], [str(p) for p in skipped]
+    meta = [(str(r.path), r.pid, r.camid) for r in kept]
+    return feats, meta, [str(p) for p in skipped], nonfinite

@@ -136,6 +136,9 @@ class GalleryIndex:
                 raise IndexError_(f"{p} is already in the index (or twice in this batch)")
             seen.add(p)
         v = self._prepare(vectors)
+        if not np.isfinite(v).all():
+            bad = int((~np.isfinite(v).all(1)).sum())
+            raise IndexError_(f"{bad} embedding(s) hold NaN or inf values; nothing was added")
         if not self.index.is_trained:
             if len(v) < self.index.nlist:
                 raise IndexError_(
@@ -157,7 +160,10 @@ class GalleryIndex:
         if not self.rows:
             raise IndexError_("the index is empty (0 images): add images with sjdl index add")
         k = min(top_k, len(self.rows))
-        scores, ids = self.index.search(self._prepare(queries), k)
+        q = self._prepare(queries)
+        if not np.isfinite(q).all():
+            raise IndexError_("the query embedding holds NaN or inf values; it cannot be searched")
+        scores, ids = self.index.search(q, k)
         out = []
         for srow, irow in zip(scores, ids, strict=True):
             hits = []

@@ -49,6 +49,8 @@ def _check_tensor(t: torch.Tensor, where: str) -> torch.Tensor:
     if t.dim() != 3 or t.shape[0] != 3:
         raise ValueError(f"{where}: expected a (3, H, W) RGB tensor, got shape {tuple(t.shape)}")
     t = t.detach().float()
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{where}: the tensor holds NaN or inf values; images must be finite")
     lo, hi = float(t.min()), float(t.max())
     if lo < 0 or hi > 1:
         raise ValueError(

@@ -7,14 +7,20 @@ field ``image``; JSON answer), ``GET /thumb/{row}`` (a JPEG thumbnail of gallery
 Safe by default: only gallery images named in the index are ever read (thumbnails are
 addressed by row number, so no path from a request reaches the file system); uploads are
 capped in bytes and in pixels, and a bad one gets a 4xx JSON ``{"error": ...}`` while the
-server keeps serving; requests must name this machine in their Host header (no DNS
-rebinding); the page loads nothing from elsewhere (Content-Security-Policy ``'self'``).
+server keeps serving; requests must name this server in their Host header (no DNS
+rebinding, see ``hosts.py``); the page loads nothing from elsewhere (Content-Security-Policy
+``'self'``). Answers carry no absolute server path: gallery images are named by their path
+relative to the gallery root (the folder that holds them all) and their row number, the
+checkpoint by its file name and fingerprint, and error messages show the gallery, index and
+checkpoint folders as ``<gallery>``, ``<index>``, ``<checkpoint>``.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import os
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -24,7 +30,6 @@ from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -33,6 +38,7 @@ from ..data.io import ImageReadError, to_uint8
 from ..data.records import parse_name
 from ..data.transforms import resize
 from .gallery import Gallery, _disk_state
+from .hosts import HostCheck, HostPolicy, normalise
 from .index import IndexError_
 from .reid import load_image
 
@@ -74,6 +80,7 @@ class SearchService:
         self.gallery, self.max_upload, self.max_pixels = gallery, max_upload, max_pixels
         self.lock = threading.Lock()
         self.thumbs: OrderedDict[str, bytes] = OrderedDict()
+        self._root_of: tuple[int, str] | None = None  # (gallery size, its root folder)
 
     def _refresh(self) -> None:
         g = self.gallery
@@ -83,6 +90,43 @@ class SearchService:
             self.gallery = Gallery.open(g.folder, g.reid)
         except (IndexError_, ValueError, OSError):
             g._state = _disk_state(g.folder)  # keep serving the one in memory
+
+    def root(self) -> str:
+        """The deepest folder that holds every gallery image (paths are shown below it)."""
+        g = self.gallery
+        if self._root_of is None or self._root_of[0] != len(g):
+            rows = g._index.rows
+            try:
+                root = os.path.commonpath([os.path.dirname(r["path"]) for r in rows])
+            except ValueError:  # no rows, or relative and absolute paths mixed
+                root = ""
+            self._root_of = (len(g), root)
+        return self._root_of[1]
+
+    def relative(self, path: str) -> str:
+        """``path`` relative to the gallery root (its file name when outside it)."""
+        root = self.root()
+        if root and os.path.isabs(path):
+            rel = os.path.relpath(path, root)
+            if not rel.startswith(".."):
+                return rel.replace(os.sep, "/")
+        return os.path.basename(path)
+
+    def redact(self, text: str) -> str:
+        """``text`` with the gallery, index and checkpoint folders replaced by labels."""
+        g = self.gallery
+        folders = [(self.root(), "<gallery>")]
+        if g.folder is not None:
+            folders += [(str(g.folder.absolute()), "<index>"), (str(g.folder), "<index>")]
+            folders += [(str(g.folder.resolve()), "<index>")]
+        ckpt = g._checkpoint
+        if ckpt is not None:
+            folders += [(str(ckpt.absolute().parent), "<checkpoint>")]
+            folders += [(str(ckpt.resolve().parent), "<checkpoint>")]
+        for folder, label in sorted(folders, key=lambda f: -len(f[0])):
+            if len(folder) > 1:
+                text = text.replace(folder, label)
+        return text
 
     def info(self) -> dict:
         with self.lock:
@@ -94,7 +138,8 @@ class SearchService:
                 "dim": m["dim"],
                 "kind": m["kind"],
                 "metric": m["metric"],
-                "checkpoint": m.get("checkpoint", ""),
+                "checkpoint": os.path.basename(m.get("checkpoint", "")),
+                "fingerprint": m["fingerprint"],
                 "firm": g.reid.has_firm,
                 "max_upload": self.max_upload,
                 "max_pixels": self.max_pixels,
@@ -135,19 +180,22 @@ class SearchService:
             except ImageReadError as e:
                 detail = str(e).split(": ", 1)[-1]
                 raise UploadError(400, f"the uploaded image is damaged: {detail}") from None
+            except ValueError as e:  # e.g. an embedding that is not finite
+                raise UploadError(422, self.redact(str(e))) from None
+            shown = [self.relative(m.path) for m in matches]
         results = [
             {
                 "rank": m.rank,
                 "distance": round(m.distance, 6),
-                "path": m.path,
-                "name": m.path.replace("\\", "/").rsplit("/", 1)[-1],
+                "path": rel,
+                "name": rel.rsplit("/", 1)[-1],
                 "pid": m.pid,
                 "camid": m.camid,
                 "row": m.row,
                 "thumbnail": f"/thumb/{m.row}",
                 "same_id": None if qpid is None or m.pid is None else m.pid == qpid,
             }
-            for m in matches
+            for m, rel in zip(matches, shown, strict=True)
         ]
         return {
             "query": {"name": name, "width": w, "height": h, "pid": qpid, "camid": qcam},
@@ -166,7 +214,8 @@ class SearchService:
             if path in self.thumbs:
                 self.thumbs.move_to_end(path)
                 return self.thumbs[path]
-        data = _thumbnail(path)  # decoding outside the lock: searches need not wait
+            shown = self.relative(path)
+        data = _thumbnail(path, f"gallery image {row} ({shown})")  # outside the lock
         with self.lock:
             self.thumbs[path] = data
             while len(self.thumbs) > 1024:
@@ -186,7 +235,7 @@ def _restore(g: Gallery, data: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _thumbnail(path: str) -> bytes:
+def _thumbnail(path: str, shown: str) -> bytes:
     try:
         with Image.open(path) as im:
             im.draft("RGB", (THUMB_SIDE, THUMB_SIDE))
@@ -195,7 +244,7 @@ def _thumbnail(path: str) -> bytes:
             buf = io.BytesIO()
             im.save(buf, "JPEG", quality=88)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise UploadError(404, f"gallery image {path} cannot be read") from None
+        raise UploadError(404, f"{shown} cannot be read") from None
     return buf.getvalue()
 
 
@@ -279,8 +328,14 @@ def create_app(
     max_upload: int = MAX_UPLOAD,
     max_pixels: int = MAX_PIXELS,
     allowed_hosts: tuple[str, ...] = LOCAL_HOSTS,
+    hosts: HostPolicy | None = None,
 ) -> Starlette:
-    """The search page's app; ``allowed_hosts``: Host header values accepted ("*": any)."""
+    """The search page's app. Requests are answered only when their Host header is allowed:
+    by ``hosts`` (``HostPolicy.for_bind``), else by the names ``allowed_hosts``."""
+    if hosts is None:
+        if "*" in allowed_hosts:
+            raise ValueError("allowed_hosts '*' would answer any Host (DNS rebinding)")
+        hosts = HostPolicy(frozenset(normalise(h) for h in allowed_hosts))
     service = SearchService(gallery, max_upload, max_pixels)
     static = {
         route: (resources.files(__package__).joinpath("static", name).read_bytes(), kind)
@@ -310,9 +365,12 @@ def create_app(
 
     async def explain(request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, UploadError):
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+            return JSONResponse({"error": service.redact(str(exc))}, status_code=exc.status)
         status = getattr(exc, "status_code", 500)
-        text = getattr(exc, "detail", None) or f"internal error: {type(exc).__name__}: {exc}"
+        text = getattr(exc, "detail", None)
+        if not text:
+            print(f"sjdl serve: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            text = f"internal error: {type(exc).__name__}: {service.redact(str(exc))}"
         return JSONResponse({"error": text}, status_code=status)
 
     routes = [Route(path, page) for path in STATIC]
@@ -321,13 +379,9 @@ def create_app(
         Route("/api/search", search, methods=["POST"]),
         Route("/thumb/{row:int}", thumb),
     ]
-    hosts = ["*"] if "*" in allowed_hosts else list(allowed_hosts)
     app = Starlette(
         routes=routes,
-        middleware=[
-            Middleware(_SecurityHeaders),
-            Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
-        ],
+        middleware=[Middleware(_SecurityHeaders), Middleware(HostCheck, policy=hosts)],
         exception_handlers={UploadError: explain, 404: explain, 405: explain, Exception: explain},
     )
     app.state.service = service

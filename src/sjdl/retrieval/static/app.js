@@ -29,7 +29,7 @@ async function loadInfo() {
     const res = await fetch("/api/info");
     info = await res.json();
     if (!res.ok) throw new Error(info.error || res.statusText);
-    const name = info.checkpoint.split(/[\\/]/).slice(-3).join("/");
+    const name = info.checkpoint + (info.fingerprint ? ` (${info.fingerprint.slice(0, 12)})` : "");
     $("info").textContent =
       `gallery of ${info.images} images · ${info.dim}-d ${info.kind} index · ` +
       `model ${name}` + (info.firm ? " · with FIRM" : " · no FIRM");
