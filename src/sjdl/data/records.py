@@ -7,7 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+EXTENSIONS_TEXT = "/".join(IMAGE_EXTENSIONS)  # for messages
 NAME_PATTERN = re.compile(r"^(-?\d+)_c(\d+)")
 NAME_HELP = "PID_cCAM_*.jpg, e.g. 00012_c003_000123_0.jpg (pid -1 = junk, skipped)"
 
@@ -50,7 +51,7 @@ def read_labelled_folder(folder: Path, allow_empty: bool = False) -> list[ImageR
     """Records for every ``PID_cCAM_*`` image in ``folder``; junk (pid -1) skipped."""
     paths = list_images(folder)
     if not paths and not allow_empty:
-        raise DatasetError(f"{folder}: no images (.jpg/.jpeg/.png/.bmp) found")
+        raise DatasetError(f"{folder}: no images ({EXTENSIONS_TEXT}) found")
     bad = [p.name for p in paths if parse_name(p.name) is None]
     if bad:
         raise DatasetError(
@@ -71,7 +72,7 @@ def read_unlabelled_folder(folder: Path) -> list[ImageRecord]:
     """Records for every image in ``folder``, without identities (pid = camid = -1)."""
     paths = list_images(folder)
     if not paths:
-        raise DatasetError(f"{folder}: no images (.jpg/.jpeg/.png/.bmp) found")
+        raise DatasetError(f"{folder}: no images ({EXTENSIONS_TEXT}) found")
     return [ImageRecord(p) for p in paths]
 
 

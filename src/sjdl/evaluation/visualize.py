@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageOps
 
-from ..data.io import to_uint8
+from ..data.io import open_image, to_uint8
 
 GREEN, RED, BLUE, GREY = (30, 170, 60), (210, 40, 40), (40, 90, 200), (120, 120, 120)
 THUMB = (96, 96)  # width, height of one thumbnail cell
@@ -16,7 +16,7 @@ BORDER, CAPTION = 4, 16
 
 def _thumb(img: Image.Image | torch.Tensor | str | Path, color, caption: str) -> Image.Image:
     if isinstance(img, str | Path):
-        with Image.open(img) as im:
+        with open_image(img) as im:
             img = im.convert("RGB")
     elif isinstance(img, torch.Tensor):
         img = Image.fromarray(to_uint8(img))

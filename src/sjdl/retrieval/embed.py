@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.dataset import ReIDDataset, collate
-from ..data.records import IMAGE_EXTENSIONS, ImageRecord, parse_name
+from ..data.records import EXTENSIONS_TEXT, IMAGE_EXTENSIONS, ImageRecord, parse_name
 from ..data.transforms import PairedTransform
 
 
@@ -29,7 +29,7 @@ def image_files(paths: list[Path]) -> list[tuple[Path, Path]]:
         else:
             raise FileNotFoundError(f"{p}: no such image or folder")
     if not files:
-        raise FileNotFoundError(f"no images (.jpg/.jpeg/.png/.bmp) in {', '.join(map(str, paths))}")
+        raise FileNotFoundError(f"no images ({EXTENSIONS_TEXT}) in {', '.join(map(str, paths))}")
     return files
 
 
