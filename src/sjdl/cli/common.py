@@ -16,6 +16,7 @@ def fail(message: str, code: int = 2) -> None:
     """Print a one-line error and exit with ``code`` (line breaks of library messages
     are folded so the error stays one line)."""
     message = " ".join(str(message).split())
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")  # odd file names
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .common import console, fail
@@ -40,9 +41,12 @@ def export_command(
 ):
     """Export the inference network (CFSM + ReIDM -> embedding), dynamic batch axis."""
     from ..retrieval import ReID, export_onnx
+    from ..retrieval.export import size_problem
 
     if fmt != "onnx":
         fail(f"--format {fmt}: only onnx is supported")
+    if size is not None and (problem := size_problem(size, restoration)):
+        fail(f"--size: {problem}")
     if output.is_file() and not overwrite:
         fail(f"{output} exists; pass --overwrite to replace it or choose another file name")
     try:
@@ -73,7 +77,14 @@ def _report(result) -> None:
     if result.unreadable:
         console.print(
             f"[yellow]skipped {len(result.unreadable)} unreadable image(s), "
-            f"e.g. {result.unreadable[0]}"
+            f"e.g. {escape(result.unreadable[0])}"
+        )
+    if result.bad_names:
+        console.print(
+            f"[yellow]skipped {len(result.bad_names)} image(s) whose file name is not valid "
+            "UTF-8 (an index stores names as UTF-8; rename them), e.g. "
+            + escape(result.bad_names[0]),
+            highlight=False,
         )
 
 

@@ -40,12 +40,24 @@ def _absolute(f: Path) -> Path:
         return f.absolute()
 
 
-def image_records(paths: list[Path]) -> list[ImageRecord]:
+def printable(path) -> str:
+    """``path`` as text that can always be printed or written: bytes of a file name that are
+    not UTF-8 appear as backslash escapes."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def image_records(paths: list[Path], bad_names: list[str] | None = None) -> list[ImageRecord]:
     """Records for image files or folders of images; pid/camid parsed when names allow.
-    A file reached twice (listed twice, or through a symlink) gives one record."""
+    A file reached twice (listed twice, or through a symlink) gives one record. Files whose
+    path is not valid UTF-8 are left out (an index stores paths as UTF-8 text) and, escaped,
+    appended to ``bad_names`` when given."""
     out, seen = [], set()
     for f, _ in image_files(paths):
         path = _absolute(f)
+        if printable(path) != str(path):
+            if bad_names is not None:
+                bad_names.append(printable(path))
+            continue
         if path in seen:
             continue
         seen.add(path)

@@ -17,7 +17,7 @@ import numpy as np
 from .embed import embed, image_records
 from .index import KINDS, GalleryIndex, IndexError_, fingerprint
 from .lock import folder_lock
-from .outputs import check_index_output
+from .outputs import check_index_name, check_index_output
 from .reid import ReID, as_list
 
 Progress = Callable[[int, int], None]  # (images just embedded, total)
@@ -42,6 +42,7 @@ class AddResult:
     added: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    bad_names: list[str] = field(default_factory=list)  # not UTF-8 (escaped): not indexed
 
 
 def _disk_state(folder: Path):
@@ -86,7 +87,12 @@ class Gallery:
             raise IndexError_(f"unknown index kind {kind!r}, expected one of {', '.join(KINDS)}")
         reid = reid if isinstance(reid, ReID) else ReID.from_checkpoint(reid)
         paths = [Path(p) for p in as_list(paths)]
-        records = image_records(paths)
+        bad_names: list[str] = []
+        records = image_records(paths, bad_names)
+        if not records:
+            raise IndexError_(
+                f"no image can be indexed: every file name is not UTF-8 ({bad_names[0]})"
+            )
         feats, meta, skipped = _embed_records(reid, records, progress)
         index = GalleryIndex.create(
             reid.dim, reid.fingerprint, kind, reid.cfg.test.metric, reid.cfg.to_yaml(), len(feats)
@@ -95,7 +101,7 @@ class Gallery:
         index.add(feats, meta)
         gallery = cls(index, reid)
         gallery._sources = [*paths, reid.checkpoint]
-        gallery.last_add = AddResult([m[0] for m in meta], [], skipped)
+        gallery.last_add = AddResult([m[0] for m in meta], [], skipped, bad_names)
         return gallery
 
     @classmethod
@@ -144,10 +150,12 @@ class Gallery:
         """Embed and append images and folders of images; paths already in the gallery are
         skipped, unreadable images too (both listed in the result). Call ``save`` to keep."""
         paths = [Path(p) for p in as_list(paths)]
-        records = image_records(paths)
+        bad_names: list[str] = []
+        records = image_records(paths, bad_names)
         have = self._index.paths()
         new = [r for r in records if str(r.path) not in have]
         result = AddResult(duplicates=[str(r.path) for r in records if str(r.path) in have])
+        result.bad_names = bad_names
         if new:
             feats, meta, result.unreadable = _embed_records(self.reid, new, progress)
             self._index.add(feats, meta)
@@ -198,6 +206,7 @@ class Gallery:
         if folder is None and self.folder is None:
             raise ValueError("this gallery was never saved: pass a folder to save it to")
         target = Path(folder) if folder is not None else self.folder
+        check_index_name(target)
         with folder_lock(target):
             now = _disk_state(target)
             own = self.folder is not None and _same_folder(target, self.folder)

@@ -76,7 +76,13 @@ def _acquire(folder: Path, path: Path):
             path.unlink(missing_ok=True)
         return
     while True:
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as e:  # a folder or a file we may not write in the lock's place
+            raise LockedError(
+                f"{path}: cannot use it as the lock of {folder} ({e.strerror}); remove it "
+                "if no sjdl command is running"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
