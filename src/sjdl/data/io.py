@@ -28,8 +28,6 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP")
 ALLOWED_TEXT = "JPEG, PNG, BMP or WebP"
 MAX_PIXELS = 100_000_000  # 10000 x 10000; a float copy is 1.2 GB
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow errors above 2x this; open_image at 1x
-# between 1x and 2x Pillow only warns: open_image refuses those with an error instead
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -111,7 +109,9 @@ def open_image(source, name=None, formats=ALLOWED_FORMATS, max_pixels: int = MAX
             allowed = ALLOWED_TEXT if formats == ALLOWED_FORMATS else ", ".join(formats)
             raise ImageFormatError(f"{name}: {fmt} format; only {allowed} images are read", name)
         try:
-            im = Image.open(f, formats=list(formats))
+            with warnings.catch_warnings():  # 1x..2x: Pillow warns, the check below refuses
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(f, formats=list(formats))
         except Image.DecompressionBombError:
             w, h = _header_size(f, fmt, name) or (0, 0)
             if not w * h:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def _absolute(f: Path) -> Path:
 def printable(path) -> str:
     """``path`` as text that can always be printed or written: bytes of a file name that are
     not UTF-8 appear as backslash escapes."""
-    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
 
 
 def image_records(paths: list[Path], bad_names: list[str] | None = None) -> list[ImageRecord]:
