@@ -1,6 +1,14 @@
 """Cases of ``scripts/hostile_probe.py``; importing the modules registers them in order."""
 
-from . import cases_checkpoint, cases_config, cases_data, cases_outputs, cases_runtime  # noqa: F401
+from . import (  # noqa: F401
+    cases_checkpoint,
+    cases_config,
+    cases_data,
+    cases_inputs,
+    cases_inputs_config,
+    cases_outputs,
+    cases_runtime,
+)
 from .world import CASES, OUTCOMES, Outcome, SetupError, World
 
 __all__ = ["CASES", "OUTCOMES", "Outcome", "SetupError", "World"]
