@@ -153,6 +153,9 @@ def test_index_build_skips_and_names_hostile_gallery_files(model, tmp_path):
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "skipped 3 unreadable image(s)" in text
+    flat = "".join(text.split())
+    for why in ("EPSformat", "notaregularfile", "toolarge(50000x50000pixels"):
+        assert why in flat, why
     assert "skipped 1 image(s) whose file name is not valid UTF-8" in text
     assert "00010_c001_\\xff\\xfe.jpg" in "".join(text.split())
     idx = sjdl.Gallery.open(out, ckpt)

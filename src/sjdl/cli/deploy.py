@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .common import console, fail
+from .common import console, fail, printable
 from .progress import progress_bar
 
 index_app = typer.Typer(help="Build or extend a FAISS gallery index.", no_args_is_help=True)
@@ -75,9 +75,13 @@ def _report(result) -> None:
             f"e.g. {result.duplicates[0]}"
         )
     if result.unreadable:
+        why = result.reasons[:3] or result.unreadable[:1]
+        n = len(result.unreadable)
+        more = f" (and {n - len(why)} more)" if n > len(why) else ""
         console.print(
-            f"[yellow]skipped {len(result.unreadable)} unreadable image(s), "
-            f"e.g. {escape(result.unreadable[0])}"
+            f"[yellow]skipped {len(result.unreadable)} unreadable image(s): "
+            + escape(printable("; ".join(why)) + more),
+            highlight=False,
         )
     if result.bad_names:
         console.print(

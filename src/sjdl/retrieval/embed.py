@@ -77,12 +77,15 @@ def embed(
     workers: int = 0,
     progress: Callable[[int], None] | None = None,
     normalize: bool = False,
+    errors: list[str] | None = None,
 ):
     """(embeddings (N, D) float32, kept records, skipped paths) in record order; L2-normalised
-    when ``normalize`` (the checkpoint's ``test.normalize``, as in evaluation)."""
+    when ``normalize`` (the checkpoint's ``test.normalize``, as in evaluation). Why each
+    skipped image could not be read is appended to ``errors`` when given."""
     ds = ReIDDataset(records, PairedTransform(tuple(size)), with_clear=False)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate)
-    feats, kept, skipped, errors = [], [], [], []
+    feats, kept, skipped = [], [], []
+    errors = [] if errors is None else errors
     model.eval()
     for batch in loader:
         skipped += [p for p, _ in batch["skipped"]]

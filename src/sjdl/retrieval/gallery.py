@@ -42,6 +42,7 @@ class AddResult:
     added: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # why each unreadable one was skipped
     bad_names: list[str] = field(default_factory=list)  # not UTF-8 (escaped): not indexed
 
 
@@ -93,7 +94,8 @@ class Gallery:
             raise IndexError_(
                 f"no image can be indexed: every file name is not UTF-8 ({bad_names[0]})"
             )
-        feats, meta, skipped = _embed_records(reid, records, progress)
+        reasons: list[str] = []
+        feats, meta, skipped = _embed_records(reid, records, progress, reasons)
         index = GalleryIndex.create(
             reid.dim, reid.fingerprint, kind, reid.cfg.test.metric, reid.cfg.to_yaml(), len(feats)
         )
@@ -101,7 +103,7 @@ class Gallery:
         index.add(feats, meta)
         gallery = cls(index, reid)
         gallery._sources = [*paths, reid.checkpoint]
-        gallery.last_add = AddResult([m[0] for m in meta], [], skipped, bad_names)
+        gallery.last_add = AddResult([m[0] for m in meta], [], skipped, reasons, bad_names)
         return gallery
 
     @classmethod
@@ -157,7 +159,9 @@ class Gallery:
         result = AddResult(duplicates=[str(r.path) for r in records if str(r.path) in have])
         result.bad_names = bad_names
         if new:
-            feats, meta, result.unreadable = _embed_records(self.reid, new, progress)
+            feats, meta, result.unreadable = _embed_records(
+                self.reid, new, progress, result.reasons
+            )
             self._index.add(feats, meta)
             result.added = [m[0] for m in meta]
         self._sources += paths
@@ -236,8 +240,9 @@ class Gallery:
         return self._index.manifest
 
 
-def _embed_records(reid: ReID, records, progress: Progress | None):
-    """(features, [(path, pid, camid)], unreadable paths) for gallery records."""
+def _embed_records(reid: ReID, records, progress: Progress | None, reasons=None):
+    """(features, [(path, pid, camid)], unreadable paths) for gallery records; the reasons
+    they could not be read go to ``reasons``."""
     total = len(records)
     feats, kept, skipped = embed(
         reid.model,
@@ -247,5 +252,6 @@ def _embed_records(reid: ReID, records, progress: Progress | None):
         reid.cfg.test.batch_size,
         progress=(lambda n: progress(n, total)) if progress else None,
         normalize=reid.cfg.test.normalize,
+        errors=reasons,
     )
     return feats, [(str(r.path), r.pid, r.camid) for r in kept], [str(p) for p in skipped]
