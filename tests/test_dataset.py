@@ -11,8 +11,8 @@ from .conftest import write_image
 def _cfg(*overrides):
     return load_config(
         overrides=[
-            "data.size_train=[32,16]",
-            "data.size_test=[32,16]",
+            "data.size_train=[64,32]",
+            "data.size_test=[64,32]",
             "data.num_ids=2",
             "data.num_instances=2",
             "data.workers=0",
@@ -25,7 +25,7 @@ def test_train_batches_pair_foggy_and_clear(fvrid):
     data = read_fvrid(fvrid)
     loader = train_loader(data.train, _cfg().data, seed=0)
     batch = next(iter(loader))
-    assert batch["img"].shape == batch["clear"].shape == (4, 3, 32, 16)
+    assert batch["img"].shape == batch["clear"].shape == (4, 3, 64, 32)
     assert batch["img"].min() >= 0 and batch["img"].max() <= 1
     assert batch["pid"].tolist().count(batch["pid"][0].item()) == 2
     assert batch["skipped"] == []

@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 import sjdl
+import sjdl.data.io as gate
 from sjdl.cli import app as cli_app
 from sjdl.retrieval.server import create_app
 
@@ -145,14 +146,13 @@ def test_thumbnails_serve_only_index_images(setup, client, monkeypatch):
     _, idx, _ = setup
     allowed = {row["path"] for row in sjdl.retrieval.GalleryIndex.load(idx).rows}
     opened = []
-    real_open = Image.open
+    real_open = gate._open_file  # every image file sjdl reads is opened here
 
-    def spy(fp, *a, **kw):
-        if isinstance(fp, str | os.PathLike):
-            opened.append(str(fp))
-        return real_open(fp, *a, **kw)
+    def spy(path):
+        opened.append(str(path))
+        return real_open(path)
 
-    monkeypatch.setattr(Image, "open", spy)
+    monkeypatch.setattr(gate, "_open_file", spy)
     r = client.get("/thumb/0")
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     assert Image.open(io.BytesIO(r.content)).size[0] > 0

@@ -4,6 +4,8 @@ from . import (  # noqa: F401
     cases_checkpoint,
     cases_config,
     cases_data,
+    cases_inputs,
+    cases_inputs_config,
     cases_outputs,
     cases_runtime,
     cases_runtime2,

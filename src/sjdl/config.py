@@ -9,7 +9,6 @@ while explicit YAML/command-line values still win.
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,13 +17,18 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
+from .config_ranges import (  # noqa: F401 (re-exported)
+    MIN_SIDE,
+    ConfigError,
+    check_device_name,
+    numeric_problem,
+    resolve_device,
+)
+from .config_yaml import MAX_CHARS, YamlError, YamlLimitError, safe_load
+
 PRESETS = ("paper", "official", "printed")
 METHODS = ("baseline", "jdl", "sjdl_wo_sc", "sjdl")
 FogKind = Literal["uniform", "patchy", "scatter", "tinted"]  # data/fog_kinds.py
-
-
-class ConfigError(ValueError):
-    """A configuration key or value is wrong; the message names the key and what is allowed."""
 
 
 @dataclass
@@ -293,8 +297,10 @@ def parse_overrides(overrides: typing.Iterable[str]) -> dict[str, Any]:
         if not key:
             raise ConfigError(f"override '{item}' has an empty key")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            value = safe_load(raw) if raw.strip() else ""
+        except YamlLimitError as e:
+            raise ConfigError(f"{key}: value refused ({e})") from None
+        except YamlError:  # not YAML: taken as the text it is (lists may still parse)
             value = raw
         out[key] = raw if value is None else value
     return out
@@ -315,10 +321,32 @@ def resolve_config_path(path: str | Path) -> Path:
     raise ConfigError(f"config file not found: {path} (bundled configs: {names})")
 
 
+def read_config_text(path: Path) -> str:
+    """A config file as text: UTF-8 (a BOM is fine); binary or UTF-16 files are refused."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(4 * MAX_CHARS + 1)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror or e})") from None
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise ConfigError(f"{path}: a UTF-16 text file; save the config as UTF-8")
+    if b"\x00" in data:
+        raise ConfigError(f"{path}: a binary file, not a YAML config")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}); "
+            "save the config as UTF-8"
+        ) from None
+
+
 def _parse_yaml(text: str, source: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
+        data = safe_load(text) or {}
+    except YamlLimitError as e:
+        raise ConfigError(f"{source}: refused: {e}") from None
+    except YamlError as e:
         raise ConfigError(f"{source}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of sections at the top level")
@@ -334,7 +362,7 @@ def load_config(
         file_values = _parse_yaml(text, "config text")
     elif path:
         resolved = resolve_config_path(path)
-        file_values = _parse_yaml(resolved.read_text(), str(resolved))
+        file_values = _parse_yaml(read_config_text(resolved), str(resolved))
     else:
         file_values = {}
     cli_values = parse_overrides(overrides)
@@ -349,103 +377,48 @@ def load_config(
     return cfg
 
 
+def numeric_keys(cls: type = None, prefix: str = "") -> dict[str, str]:
+    """Dotted key -> 'int' | 'float' for every numeric key (lists: their item type)."""
+    out: dict[str, str] = {}
+    for name, tp in _field_types(cls or Config).items():
+        if dataclasses.is_dataclass(tp):
+            out.update(numeric_keys(tp, f"{prefix}{name}."))
+            continue
+        item = get_args(tp)[0] if get_origin(tp) is list else tp
+        if item in (int, float):
+            out[f"{prefix}{name}"] = item.__name__
+    return out
+
+
 def validate(cfg: Config) -> None:
-    """Cross-field checks that types alone cannot express."""
+    """Every numeric key within its declared range (``config_ranges.RANGES``), then the
+    checks that relate keys."""
+    problem = numeric_problem(_flatten(cfg.to_dict()), numeric_keys())
+    if problem:
+        raise ConfigError(problem[1])
     for name in ("size_train", "size_test"):
         size = getattr(cfg.data, name)
-        if len(size) != 2 or min(size) <= 0:
-            raise ConfigError(f"data.{name}: got {size}, expected [height, width] > 0")
-    if cfg.model.last_stride not in (1, 2):
-        raise ConfigError(f"model.last_stride: got {cfg.model.last_stride}, expected 1 or 2")
+        if len(size) != 2:
+            raise ConfigError(f"data.{name}: got {size}, expected [height, width]")
+        if cfg.method != "baseline" and (size[0] % MIN_SIDE or size[1] % MIN_SIDE):
+            raise ConfigError(
+                f"data.{name}: got {size}, expected multiples of {MIN_SIDE} (FIRM, the "
+                f"restoration branch of method={cfg.method}, needs them)"
+            )
     if cfg.model.neck == "dcn_attention" and cfg.model.backbone in (
         "resnet18",
         "resnet34",
         "mobilenet_v2",
     ):
         raise ConfigError("model.neck=dcn_attention needs a 2048-channel backbone (resnet50*)")
-    if cfg.model.firm.width < 2 or cfg.model.firm.width % 2:
-        raise ConfigError("model.firm.width: expected an even integer >= 2")
-    if cfg.model.firm.res_blocks < 1:
-        raise ConfigError("model.firm.res_blocks: expected an integer >= 1")
-    if cfg.train.eval_every < 1 or cfg.train.log_every < 1:
-        raise ConfigError("train.eval_every and train.log_every: expected integers >= 1")
-    if cfg.train.real_every < 1:
-        raise ConfigError("train.real_every: expected an integer >= 1")
-    if cfg.data.num_ids < 2 or cfg.data.num_instances < 2:
-        raise ConfigError("data.num_ids and data.num_instances: expected >= 2 (triplet mining)")
-    _check_ranges(cfg)
-
-
-def resolve_device(name: str = "auto"):
-    """``auto`` -> CUDA when available, else CPU; anything else is passed to torch.device."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
+    if cfg.model.firm.width % 2:
+        raise ConfigError(f"model.firm.width: got {cfg.model.firm.width}, expected an even number")
+    if cfg.loss.dc_patch % 2 == 0:
+        raise ConfigError(f"loss.dc_patch: got {cfg.loss.dc_patch}, expected an odd number")
+    beta = cfg.data.fog_augment_beta
+    if len(beta) != 2 or beta[0] > beta[1]:
         raise ConfigError(
-            f"train.device: got {name!r}, expected auto, cpu, cuda or cuda:N"
-        ) from None
-
-
-def _check_ranges(cfg: Config) -> None:
-    """Numbers that parse but make no sense (each names its key)."""
-    checks = [
-        ("train.epochs", cfg.train.epochs, cfg.train.epochs >= 1, "an integer >= 1"),
-        ("train.val_ids", cfg.train.val_ids, cfg.train.val_ids >= 0, "an integer >= 0 (0 = none)"),
-        ("train.lr", cfg.train.lr, cfg.train.lr > 0, "a number > 0"),
-        ("test.batch_size", cfg.test.batch_size, cfg.test.batch_size >= 1, "an integer >= 1"),
-        ("data.workers", cfg.data.workers, cfg.data.workers >= 0, "an integer >= 0"),
-        ("data.hflip", cfg.data.hflip, 0 <= cfg.data.hflip <= 1, "a probability in [0, 1]"),
-        (
-            "data.random_erasing",
-            cfg.data.random_erasing,
-            0 <= cfg.data.random_erasing <= 1,
-            "a probability in [0, 1]",
-        ),
-        ("data.pad", cfg.data.pad, cfg.data.pad >= 0, "an integer >= 0"),
-        (
-            "data.real_batch_size",
-            cfg.data.real_batch_size,
-            cfg.data.real_batch_size >= 0,
-            "an integer >= 0 (0 = P x K)",
-        ),
-        (
-            "train.max_steps_per_epoch",
-            cfg.train.max_steps_per_epoch,
-            cfg.train.max_steps_per_epoch >= 0,
-            "an integer >= 0 (0 = the full epoch)",
-        ),
-        (
-            "train.weight_decay",
-            cfg.train.weight_decay,
-            cfg.train.weight_decay >= 0,
-            "a number >= 0",
-        ),
-        ("train.firm_lr_mult", cfg.train.firm_lr_mult, cfg.train.firm_lr_mult > 0, "a number > 0"),
-        (
-            "loss.lambda_consistency",
-            cfg.loss.lambda_consistency,
-            0 <= cfg.loss.lambda_consistency < math.inf,
-            "a number >= 0",
-        ),
-        (
-            "data.fog_augment_p",
-            cfg.data.fog_augment_p,
-            0 <= cfg.data.fog_augment_p <= 1,
-            "a probability in [0, 1]",
-        ),
-        (
-            "data.fog_augment_beta",
-            cfg.data.fog_augment_beta,
-            len(cfg.data.fog_augment_beta) == 2
-            and 0 <= cfg.data.fog_augment_beta[0] <= cfg.data.fog_augment_beta[1] < math.inf,
-            "[low, high] with 0 <= low <= high",
-        ),
-    ]
-    for key, value, ok, expected in checks:
-        if not ok:
-            raise ConfigError(f"{key}: got {value!r}, expected {expected}")
-    resolve_device(cfg.train.device)  # an unknown device name is a config error, not a crash
+            f"data.fog_augment_beta: got {cfg.data.fog_augment_beta}, expected [low, high] "
+            "with low <= high"
+        )
+    check_device_name(cfg.train.device)

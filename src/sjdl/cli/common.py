@@ -12,10 +12,20 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+def printable(text: str) -> str:
+    """``text`` that can always be printed: bytes of file names that are not UTF-8 (Python's
+    surrogate escapes) appear as ``\\xff``."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print a one-line error and exit with ``code`` (line breaks of library messages
     are folded so the error stays one line)."""
     message = " ".join(str(message).split())
+    message = printable(message)
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 

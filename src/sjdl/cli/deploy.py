@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from .common import console, fail
+from .common import console, fail, printable
 from .progress import progress_bar
 
 index_app = typer.Typer(help="Build or extend a FAISS gallery index.", no_args_is_help=True)
@@ -41,10 +42,13 @@ def export_command(
     """Export the inference network (CFSM + ReIDM -> embedding), dynamic batch axis."""
     from ..models.io import CheckpointError, resolve_checkpoint
     from ..retrieval import ReID, export_onnx
+    from ..retrieval.export import size_problem
     from ..storage import OwnershipError, check_not_input
 
     if fmt != "onnx":
         fail(f"--format {fmt}: only onnx is supported")
+    if size is not None and (problem := size_problem(size, restoration)):
+        fail(f"--size: {problem}")
     try:  # never over an input: the weights file (also the one a run folder resolves to)
         check_not_input(output, [resolve_checkpoint(checkpoint)])
     except OwnershipError as e:
@@ -80,9 +84,20 @@ def _report(result) -> None:
             f"e.g. {result.duplicates[0]}"
         )
     if result.unreadable:
+        why = result.reasons[:3] or result.unreadable[:1]
+        n = len(result.unreadable)
+        more = f" (and {n - len(why)} more)" if n > len(why) else ""
         console.print(
-            f"[yellow]skipped {len(result.unreadable)} unreadable image(s), "
-            f"e.g. {result.unreadable[0]}"
+            f"[yellow]skipped {len(result.unreadable)} unreadable image(s): "
+            + escape(printable("; ".join(why)) + more),
+            highlight=False,
+        )
+    if result.bad_names:
+        console.print(
+            f"[yellow]skipped {len(result.bad_names)} image(s) whose file name is not valid "
+            "UTF-8 (an index stores names as UTF-8; rename them), e.g. "
+            + escape(result.bad_names[0]),
+            highlight=False,
         )
     if result.nonfinite:
         console.print(

@@ -89,7 +89,9 @@ def load_for_eval(checkpoint, config, overrides, device_name=None):
             )
     else:
         cfg = config_from_cli(config, overrides)
-    device = resolve_device(device_name or cfg.train.device)
+    device = resolve_device(
+        device_name or cfg.train.device, "--device" if device_name else "train.device"
+    )
     data = read_dataset(cfg.data, with_real=False)
     if checkpoint is not None:
         model, _, _ = load_model(checkpoint, device)
@@ -216,6 +218,7 @@ def eval_command(
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 (default: train.device)."),
 ):
     """Evaluate a model on the foggy query/gallery: mAP, mINP, CMC, PSNR/SSIM of J_enh."""
+    from ..config import ConfigError
     from ..data import DatasetError
     from ..data.io import ImageReadError
     from ..models.io import CheckpointError, resolve_checkpoint
@@ -227,7 +230,7 @@ def eval_command(
         console.print(data.summary(), highlight=False)
         ckpt = None if checkpoint is None else resolve_checkpoint(checkpoint)
         run_eval(model, cfg, data, dev, output, rerank, flip, visualize, checkpoint=ckpt)
-    except (DatasetError, CheckpointError, FileNotFoundError, ImageReadError) as e:
+    except (DatasetError, CheckpointError, FileNotFoundError, ImageReadError, ConfigError) as e:
         fail(str(e))
     console.print(
         f"wrote {output / 'metrics.json'}" + (f" and {output / 'report.html'}" if visualize else "")

@@ -9,6 +9,22 @@ import typer
 from .common import config_from_cli, console, fail
 from .progress import EpochProgress
 
+# keys that a resumed run may change: they do not alter what was already trained
+RESUME_SAFE = ("train.epochs", "data.workers", "train.log_every", "train.tensorboard")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def resume_changes(saved, wanted) -> list[tuple[str, object, object]]:
+    """(key, saved value, new value) for every key the overrides change."""
+    a, b = _flat(saved.to_dict()), _flat(wanted.to_dict())
+    return [(k, a[k], b[k]) for k in a if a[k] != b[k]]
+
 
 def train_command(
     config: str | None = typer.Option(None, "--config", "-c", help="YAML or bundled name."),
@@ -22,6 +38,7 @@ def train_command(
     ),
 ):
     """Train SJDL (or baseline / jdl / sjdl_wo_sc) on FVRID or your own data."""
+    from ..config import ConfigError
     from ..data import DatasetError
     from ..data.io import ImageReadError
     from ..engine import NonFiniteLossError, train
@@ -30,9 +47,27 @@ def train_command(
     from ..storage import StorageError
 
     if resume is not None:
+        for flag, given in (
+            ("-o/--output", output),
+            ("--config", config),
+            ("--overwrite", overwrite),
+        ):
+            if given:
+                fail(
+                    f"{flag} cannot be combined with --resume: a run continues in its own "
+                    f"folder ({resume}) with its own config.yaml"
+                )
         if not (resume / "config.yaml").is_file():
             fail(f"{resume}: no config.yaml, not a run folder to resume")
         cfg = config_from_cli(str(resume / "config.yaml"), overrides)
+        for key, old, new in resume_changes(config_from_cli(str(resume / "config.yaml"), []), cfg):
+            if key not in RESUME_SAFE:
+                fail(
+                    f"{key}: the run in {resume} was trained with {key}={old}, so --resume cannot "
+                    f"change it to {new} (only {', '.join(RESUME_SAFE)} may change); start a "
+                    "new run with -o to train with other settings"
+                )
+            console.print(f"on resume: {key} {old} -> {new}", highlight=False)
         run_dir = resume
     else:
         cfg = config_from_cli(config, overrides)
@@ -59,6 +94,7 @@ def train_command(
         ImageReadError,
         NonFiniteLossError,
         StorageError,
+        ConfigError,
     ) as e:
         fail(str(e))
     except KeyboardInterrupt:

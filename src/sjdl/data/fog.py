@@ -81,9 +81,9 @@ def read_depth(path: str | Path) -> np.ndarray:
 
 def _load_depth(path: Path, suffix: str) -> np.ndarray:
     if suffix == ".png":
-        from PIL import Image
+        from .io import open_image
 
-        with Image.open(path) as im:
+        with open_image(path, formats=("PNG",)) as im:
             arr = np.asarray(im)
         if arr.ndim == 3:
             arr = arr[..., 0]

@@ -7,9 +7,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+EXTENSIONS_TEXT = "/".join(IMAGE_EXTENSIONS)  # for messages
 NAME_PATTERN = re.compile(r"^(-?\d+)_c(\d+)")
 NAME_HELP = "PID_cCAM_*.jpg, e.g. 00012_c003_000123_0.jpg (pid -1 = junk, skipped)"
+MAX_ID = 2**31 - 1  # a longer number in a name is not an id (it would overflow int64 tensors)
 
 
 class DatasetError(ValueError):
@@ -36,9 +38,12 @@ def list_images(folder: Path) -> list[Path]:
 def parse_name(name: str) -> tuple[int, int] | None:
     """(pid, camid) from ``PID_cCAM_...``; camid is 0-based (CAM - 1, as released)."""
     m = NAME_PATTERN.match(name)
-    if m is None:
+    if m is None or max(len(m.group(1)), len(m.group(2))) > 10:
         return None
-    return int(m.group(1)), int(m.group(2)) - 1
+    pid, cam = int(m.group(1)), int(m.group(2))
+    if pid > MAX_ID or cam > MAX_ID:
+        return None
+    return pid, cam - 1
 
 
 def _examples(items: Sequence[str], n: int = 5) -> str:
@@ -50,12 +55,12 @@ def read_labelled_folder(folder: Path, allow_empty: bool = False) -> list[ImageR
     """Records for every ``PID_cCAM_*`` image in ``folder``; junk (pid -1) skipped."""
     paths = list_images(folder)
     if not paths and not allow_empty:
-        raise DatasetError(f"{folder}: no images (.jpg/.jpeg/.png/.bmp) found")
+        raise DatasetError(f"{folder}: no images ({EXTENSIONS_TEXT}) found")
     bad = [p.name for p in paths if parse_name(p.name) is None]
     if bad:
         raise DatasetError(
             f"{folder}: {len(bad)} file name(s) do not parse: {_examples(bad)}; "
-            f"expected {NAME_HELP}"
+            f"expected {NAME_HELP}, ids up to {MAX_ID}"
         )
     records = []
     for p in paths:
@@ -71,7 +76,7 @@ def read_unlabelled_folder(folder: Path) -> list[ImageRecord]:
     """Records for every image in ``folder``, without identities (pid = camid = -1)."""
     paths = list_images(folder)
     if not paths:
-        raise DatasetError(f"{folder}: no images (.jpg/.jpeg/.png/.bmp) found")
+        raise DatasetError(f"{folder}: no images ({EXTENSIONS_TEXT}) found")
     return [ImageRecord(p) for p in paths]
 
 

@@ -23,7 +23,7 @@ from ..storage import fsync_dir, fsync_tree
 from .fog import builtin_depth, find_depth, read_depth, sample_fog_params
 from .fog_kinds import format_params, render_fog
 from .io import read_image, save_image
-from .records import DatasetError, list_images
+from .records import EXTENSIONS_TEXT, DatasetError, list_images
 
 # source sub-folder -> split name (FVRID / generic / VeRi-776 names)
 SPLIT_FOLDERS = {
@@ -63,7 +63,7 @@ def plan_jobs(src: Path, dst: Path, copies: int = 1) -> list[FogJob]:
     for folder, split in splits:
         images = list_images(folder)
         if not images:
-            raise DatasetError(f"{folder}: no images (.jpg/.jpeg/.png/.bmp) found")
+            raise DatasetError(f"{folder}: no images ({EXTENSIONS_TEXT}) found")
         for path in images:
             for k in range(copies):
                 name = path.name if copies == 1 else f"{path.stem}_f{k}{path.suffix}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,14 +45,21 @@ def check_batch_fits(data_cfg, data, uses_real: bool) -> None:
             f"this method trains on real foggy images too, but {data.name} has none: use "
             "method=jdl or method=baseline, or an FVRID layout with a real set"
         )
-    sets = [("training", data.num_train_ids)]
+    sets = [("training", data.train)]
     if uses_real and data.real_labelled:
-        sets.append(("real training", data.num_real_ids))
-    for name, n in sets:
+        sets.append(("real training", data.real_train))
+    for name, records in sets:
+        per_id = Counter(r.pid for r in records)
+        n, most = len(per_id), max(per_id.values(), default=0)
         if p > n:
             raise DatasetError(
                 f"data.num_ids={p} is larger than the {n} {name} identities: "
                 f"set data.num_ids to at most {n}"
+            )
+        if k > most:
+            raise DatasetError(
+                f"data.num_instances={k} is larger than the {most} images of the largest "
+                f"{name} identity: set data.num_instances to at most {most}"
             )
     real_batch = data_cfg.real_batch_size or p * k
     if uses_real and not data.real_labelled and len(data.real_train) < real_batch:

@@ -87,4 +87,57 @@ def load_state(path: str | Path) -> dict:
         ) from None
     if not isinstance(state, dict) or "epoch" not in state:
         raise CheckpointError(f"{path}: not an sjdl training state")
+    problem = state_problem(state)
+    if problem:
+        raise CheckpointError(f"{path}: damaged training state ({problem}); cannot resume")
     return state
+
+
+_INT, _NUM, _T = (int,), (int, float), (torch.Tensor,)
+# key -> (allowed types, required); "model" is absent in states of older versions
+STATE_SCHEMA = {
+    "epoch": (_INT, True),
+    "step_in_epoch": (_INT, True),
+    "global_step": (_INT, True),
+    "best_map": (_NUM, True),
+    "model": ((dict,), False),
+    "optimizer": ((dict,), True),
+    "scheduler": ((dict,), True),
+    "scaler": ((dict, type(None)), False),
+    "rng": ((dict,), True),
+    "syn_loader_gen": (_T, True),
+    "real_loader_gen": ((torch.Tensor, type(None)), False),
+    "epoch_sums": ((dict, type(None)), False),
+    "epoch_counts": ((dict, type(None)), False),
+}
+
+
+def _kind(x) -> str:
+    return type(x).__name__
+
+
+def state_problem(st: dict) -> str | None:
+    """What is wrong with a loaded training state (a missing key, a wrong type), or None."""
+    for key, (types, required) in STATE_SCHEMA.items():
+        if key not in st:
+            if required:
+                return f"'{key}' is missing"
+            continue
+        if not isinstance(st[key], types) or isinstance(st[key], bool):
+            return f"'{key}' is a {_kind(st[key])}"
+    for key in ("epoch", "step_in_epoch", "global_step"):
+        if st[key] < 0:
+            return f"'{key}' is negative ({st[key]})"
+    if "model" in st and not all(isinstance(v, torch.Tensor) for v in st["model"].values()):
+        return "'model' holds values that are not tensors"
+    opt = st["optimizer"]
+    if not isinstance(opt.get("state"), dict) or not isinstance(opt.get("param_groups"), list):
+        return "'optimizer' lacks its state and param_groups"
+    rng = st["rng"]
+    if not isinstance(rng.get("torch"), torch.Tensor) or not isinstance(
+        rng.get("numpy"), list | tuple
+    ):
+        return "'rng' lacks the torch and numpy generator states"
+    if not isinstance(rng.get("python"), list | tuple):
+        return "'rng' lacks the Python generator state"
+    return None

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageOps
 
-from ..data.io import to_uint8
+from ..data.io import open_image, to_uint8
 from ..storage import save_pil
 
 GREEN, RED, BLUE, GREY = (30, 170, 60), (210, 40, 40), (40, 90, 200), (120, 120, 120)
@@ -19,7 +19,7 @@ def _open(path: str | Path, unreadable: list[str] | None) -> Image.Image:
     """The image at ``path``, or a grey "unreadable" tile when it is gone or damaged (its
     path is then added to ``unreadable``)."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             return im.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         if unreadable is not None:

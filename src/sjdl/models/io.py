@@ -108,15 +108,25 @@ def checkpoint_config(path: str | Path, meta: dict[str, str] | None = None):
         raise CheckpointError(f"{path}: the config in its header is broken ({e})") from None
 
 
+MAX_IDS = 100_000  # identities of a classifier head (VehicleID has 26 267)
+
+
 def id_counts(path: str | Path, meta: dict[str, str]) -> tuple[int, int]:
-    """(num_syn_ids, num_real_ids) from a header, or an error naming the file."""
+    """(num_syn_ids, num_real_ids) from a header, or an error naming the file; absurd counts
+    are refused before a classifier of that size is allocated."""
     try:
-        return int(meta["num_syn_ids"]), int(meta["num_real_ids"])
-    except (KeyError, ValueError):
+        syn, real = int(meta["num_syn_ids"]), int(meta["num_real_ids"])
+    except (KeyError, ValueError, TypeError):
         raise CheckpointError(
             f"{path}: header needs integer num_syn_ids and num_real_ids, got "
             f"{meta.get('num_syn_ids')!r} and {meta.get('num_real_ids')!r}"
         ) from None
+    for key, n, lo in (("num_syn_ids", syn, 1), ("num_real_ids", real, 0)):
+        if not lo <= n <= MAX_IDS:
+            raise CheckpointError(
+                f"{path}: header {key}={n} is outside {lo}..{MAX_IDS}; the file is damaged"
+            )
+    return syn, real
 
 
 def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], path) -> None:

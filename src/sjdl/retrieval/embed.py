@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.dataset import ReIDDataset, collate
-from ..data.records import IMAGE_EXTENSIONS, ImageRecord, parse_name
+from ..data.records import EXTENSIONS_TEXT, IMAGE_EXTENSIONS, ImageRecord, parse_name
 from ..data.transforms import PairedTransform
 
 
@@ -29,7 +30,7 @@ def image_files(paths: list[Path]) -> list[tuple[Path, Path]]:
         else:
             raise FileNotFoundError(f"{p}: no such image or folder")
     if not files:
-        raise FileNotFoundError(f"no images (.jpg/.jpeg/.png/.bmp) in {', '.join(map(str, paths))}")
+        raise FileNotFoundError(f"no images ({EXTENSIONS_TEXT}) in {', '.join(map(str, paths))}")
     return files
 
 
@@ -40,12 +41,24 @@ def _absolute(f: Path) -> Path:
         return f.absolute()
 
 
-def image_records(paths: list[Path]) -> list[ImageRecord]:
+def printable(path) -> str:
+    """``path`` as text that can always be printed or written: bytes of a file name that are
+    not UTF-8 appear as backslash escapes."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
+def image_records(paths: list[Path], bad_names: list[str] | None = None) -> list[ImageRecord]:
     """Records for image files or folders of images; pid/camid parsed when names allow.
-    A file reached twice (listed twice, or through a symlink) gives one record."""
+    A file reached twice (listed twice, or through a symlink) gives one record. Files whose
+    path is not valid UTF-8 are left out (an index stores paths as UTF-8 text) and, escaped,
+    appended to ``bad_names`` when given."""
     out, seen = [], set()
     for f, _ in image_files(paths):
         path = _absolute(f)
+        if printable(path) != str(path):
+            if bad_names is not None:
+                bad_names.append(printable(path))
+            continue
         if path in seen:
             continue
         seen.add(path)
@@ -65,14 +78,17 @@ def embed(
     progress: Callable[[int], None] | None = None,
     normalize: bool = False,
     nonfinite: list | None = None,
+    errors: list[str] | None = None,
 ):
     """(embeddings (N, D) float32, kept records, skipped paths) in record order; L2-normalised
     when ``normalize`` (the checkpoint's ``test.normalize``, as in evaluation). An image whose
     embedding is not finite (NaN/inf) is left out too: its path goes to ``nonfinite`` when
-    given, else to the skipped paths."""
+    given, else to the skipped paths. Why each skipped image could not be read is appended to
+    ``errors`` when given."""
     ds = ReIDDataset(records, PairedTransform(tuple(size)), with_clear=False)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate)
-    feats, kept, skipped, errors = [], [], [], []
+    feats, kept, skipped = [], [], []
+    errors = [] if errors is None else errors
     model.eval()
     for batch in loader:
         skipped += [p for p, _ in batch["skipped"]]

@@ -8,7 +8,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..config_ranges import MAX_SIDE, MIN_SIDE
 from ..storage import atomic_path
+
+
+def size_problem(size, restoration: bool) -> str | None:
+    """Why ``size`` (height, width) cannot be exported, or None: sides in
+    [MIN_SIDE, MAX_SIDE] (the config's image-size range), multiples of 32 for FIRM."""
+    h, w = size
+    if not (MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE):
+        return f"got {h} {w}, expected sides from {MIN_SIDE} to {MAX_SIDE} pixels"
+    if restoration and (h % 32 or w % 32):
+        return f"got {h} {w}, expected multiples of 32 (FIRM, the restoration network)"
+    return None
 
 
 class EmbeddingNet(nn.Module):
@@ -45,6 +57,9 @@ def export_onnx(
     ``size`` (the model's input size). The model is put in eval mode first. The file is
     written atomically (``storage.atomic_path``)."""
     path = Path(path)
+    problem = size_problem(size, restoration)
+    if problem:
+        raise ValueError(f"size: {problem}")
     if path.is_dir():
         raise ValueError(f"{path} is a folder: give a file name, e.g. {path / 'model.onnx'}")
     model = model.eval().cpu()

@@ -17,7 +17,7 @@ import numpy as np
 from ..storage import folder_lock, sha256_file
 from .embed import embed, image_records
 from .index import KINDS, GalleryIndex, IndexError_, fingerprint, recover_index
-from .outputs import check_index_output
+from .outputs import check_index_name, check_index_output
 from .reid import ReID, as_list
 
 Progress = Callable[[int, int], None]  # (images just embedded, total)
@@ -44,6 +44,8 @@ class AddResult:
     duplicates: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     nonfinite: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # why each unreadable one was skipped
+    bad_names: list[str] = field(default_factory=list)  # not UTF-8 (escaped): not indexed
 
 
 def _disk_state(folder: Path):
@@ -90,8 +92,14 @@ class Gallery:
             raise IndexError_(f"unknown index kind {kind!r}, expected one of {', '.join(KINDS)}")
         reid = reid if isinstance(reid, ReID) else ReID.from_checkpoint(reid)
         paths = [Path(p) for p in as_list(paths)]
-        records = image_records(paths)
-        feats, meta, skipped, nonfinite = _embed_records(reid, records, progress)
+        bad_names: list[str] = []
+        records = image_records(paths, bad_names)
+        if not records:
+            raise IndexError_(
+                f"no image can be indexed: every file name is not UTF-8 ({bad_names[0]})"
+            )
+        reasons: list[str] = []
+        feats, meta, skipped, nonfinite = _embed_records(reid, records, progress, reasons)
         index = GalleryIndex.create(
             reid.dim, reid.fingerprint, kind, reid.cfg.test.metric, reid.cfg.to_yaml(), len(feats)
         )
@@ -99,7 +107,9 @@ class Gallery:
         index.add(feats, meta)
         gallery = cls(index, reid)
         gallery._sources = [*paths, reid.checkpoint]
-        gallery.last_add = AddResult([m[0] for m in meta], [], skipped, nonfinite)
+        gallery.last_add = AddResult(
+            [m[0] for m in meta], [], skipped, nonfinite, reasons, bad_names
+        )
         return gallery
 
     @classmethod
@@ -149,13 +159,15 @@ class Gallery:
         """Embed and append images and folders of images; paths already in the gallery are
         skipped, unreadable images too (both listed in the result). Call ``save`` to keep."""
         paths = [Path(p) for p in as_list(paths)]
-        records = image_records(paths)
+        bad_names: list[str] = []
+        records = image_records(paths, bad_names)
         have = self._index.paths()
         new = [r for r in records if str(r.path) not in have]
         result = AddResult(duplicates=[str(r.path) for r in records if str(r.path) in have])
+        result.bad_names = bad_names
         if new:
             feats, meta, result.unreadable, result.nonfinite = _embed_records(
-                self.reid, new, progress
+                self.reid, new, progress, result.reasons
             )
             self._index.add(feats, meta)
             result.added = [m[0] for m in meta]
@@ -211,6 +223,7 @@ class Gallery:
         if folder is None and self.folder is None:
             raise ValueError("this gallery was never saved: pass a folder to save it to")
         target = Path(folder) if folder is not None else self.folder
+        check_index_name(target)
         with folder_lock(target):
             now = _disk_state(target)
             own = self.folder is not None and _same_folder(target, self.folder)
@@ -240,9 +253,9 @@ class Gallery:
         return self._index.manifest
 
 
-def _embed_records(reid: ReID, records, progress: Progress | None):
+def _embed_records(reid: ReID, records, progress: Progress | None, reasons=None):
     """(features, [(path, pid, camid)], unreadable paths, paths with a non-finite embedding)
-    for gallery records."""
+    for gallery records; the reasons they could not be read go to ``reasons``."""
     total = len(records)
     nonfinite: list[str] = []
     feats, kept, skipped = embed(
@@ -254,6 +267,7 @@ def _embed_records(reid: ReID, records, progress: Progress | None):
         progress=(lambda n: progress(n, total)) if progress else None,
         normalize=reid.cfg.test.normalize,
         nonfinite=nonfinite,
+        errors=reasons,
     )
     meta = [(str(r.path), r.pid, r.camid) for r in kept]
     return feats, meta, [str(p) for p in skipped], nonfinite

@@ -224,10 +224,9 @@ class GalleryIndex:
             raise IndexError_(f"{folder}: not an index folder (missing {', '.join(missing)})")
         try:
             manifest = json.loads(files[2].read_text())
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise IndexError_(f"{files[2]}: corrupted ({e})") from None
-        if not isinstance(manifest, dict):
-            raise IndexError_(f"{files[2]}: corrupted (not a JSON object)")
+        check_manifest(manifest, files[2])
         try:
             index = faiss.read_index(str(files[0]))
         except RuntimeError as e:
@@ -313,6 +312,25 @@ def recover_index(folder: str | Path) -> str | None:
         raise IndexError_(str(e)) from None
     except (OSError, StorageError) as e:
         raise IndexError_(f"{folder}: cannot recover an interrupted save ({e})") from None
+
+
+MANIFEST_TYPES = {"fingerprint": str, "dim": int, "kind": str, "metric": str, "count": int}
+
+
+def check_manifest(manifest, path: Path) -> None:
+    """A manifest is a JSON object with its keys of the right types and values."""
+    if not isinstance(manifest, dict):
+        raise IndexError_(
+            f"{path}: corrupted (a JSON {type(manifest).__name__}, expected an object)"
+        )
+    for key, tp in MANIFEST_TYPES.items():
+        value = manifest.get(key)
+        if not isinstance(value, tp) or isinstance(value, bool):
+            raise IndexError_(f"{path}: corrupted ({key} is {value!r}, expected {tp.__name__})")
+    if manifest["kind"] not in KINDS or manifest["metric"] not in ("euclidean", "cosine"):
+        raise IndexError_(
+            f"{path}: corrupted (kind {manifest['kind']!r}, metric {manifest['metric']!r})"
+        )
 
 
 def _read_rows(path: Path) -> list[dict]:

@@ -26,10 +26,21 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def check_index_name(folder: Path) -> None:
+    """An index folder is replaced as a whole, beside itself: it needs a name of its own
+    (not ``.``, ``..`` or ``/``, which name the current, parent or root folder)."""
+    if Path(folder).name in ("", ".", ".."):
+        raise OutputError(
+            f"{str(folder)!r} as the index folder: an index is written to a folder of its own "
+            "that it replaces whole; name one, e.g. -o my_index (run from its parent folder)"
+        )
+
+
 def check_index_output(output: Path, inputs: list[Path], overwrite: bool) -> None:
     """Refuse an index folder that holds (or is) an input, that is a file, or that is not
     empty unless ``overwrite``; even then, a folder holding anything but an index's own files
     (another command's output, foreign files) is refused: only an index's files may go."""
+    check_index_name(output)
     for p in inputs:
         if _inside(p, output):
             raise OutputError(

@@ -34,7 +34,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..data.io import ImageReadError, to_uint8
+from ..data.io import (
+    ALLOWED_TEXT,
+    ImageFormatError,
+    ImageReadError,
+    ImageTooLargeError,
+    open_image,
+    to_uint8,
+)
 from ..data.records import parse_name
 from ..data.transforms import resize
 from .gallery import Gallery, _disk_state
@@ -148,18 +155,25 @@ class SearchService:
 
     def _check(self, data: bytes) -> tuple[int, int]:
         if not data:
-            raise UploadError(400, "the upload is empty: send an image file (JPEG, PNG or BMP)")
+            raise UploadError(400, f"the upload is empty: send an image file ({ALLOWED_TEXT})")
         try:
-            with Image.open(io.BytesIO(data)) as im:
+            with open_image(io.BytesIO(data), "the upload") as im:
                 w, h = im.size
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        except ImageTooLargeError as e:
+            detail = str(e).split("too large ", 1)[-1]
             raise UploadError(
-                415, "the upload is not an image that can be read (send a JPEG, PNG or BMP file)"
+                413, f"image too large {detail}; the limit is {self.max_pixels / 1e6:.0f} MP"
+            ) from None
+        except ImageFormatError as e:
+            raise UploadError(415, f"{e}; send a {ALLOWED_TEXT} file") from None
+        except ImageReadError:
+            raise UploadError(
+                415, f"the upload is not an image that can be read (send a {ALLOWED_TEXT} file)"
             ) from None
         if w * h > self.max_pixels:
             raise UploadError(
                 413,
-                f"the image is {w}x{h} pixels ({w * h / 1e6:.0f} MP); the limit is "
+                f"image too large: {w}x{h} pixels ({w * h / 1e6:.0f} MP); the limit is "
                 f"{self.max_pixels / 1e6:.0f} MP",
             )
         return w, h
@@ -237,13 +251,13 @@ def _restore(g: Gallery, data: bytes) -> str:
 
 def _thumbnail(path: str, shown: str) -> bytes:
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.draft("RGB", (THUMB_SIDE, THUMB_SIDE))
             im = im.convert("RGB")
             im.thumbnail((THUMB_SIDE, THUMB_SIDE))
             buf = io.BytesIO()
             im.save(buf, "JPEG", quality=88)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except (ImageReadError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise UploadError(404, f"{shown} cannot be read") from None
     return buf.getvalue()
 
