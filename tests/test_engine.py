@@ -230,6 +230,12 @@ def test_dsbn_keeps_the_real_stream_out_of_the_synthetic_bn_and_inference():
     # the real batch moved only the real copy's statistics, and its affine parameters are its own
     assert not torch.equal(first.real.running_mean, first.syn.running_mean)
     assert first.real.weight is not first.syn.weight
+    x = torch.rand(2, 3, 64, 64)
+    before = model.extract_features(x)
+    for m in duals:  # inference never reads the real domain's BN
+        m.real.running_mean.add_(5.0)
+        m.real.weight.data.mul_(3.0)
+    assert torch.equal(model.extract_features(x), before)
     keys = model.state_dict().keys()
     assert "cfsm.bn1.syn.weight" in keys and "cfsm.bn1.real.running_var" in keys
 

@@ -5,6 +5,7 @@ never saw (LESSONS.md: most of the collapse on unseen fog is BN statistics)."""
 from __future__ import annotations
 
 import copy
+import inspect
 
 import torch
 from torch import nn
@@ -27,22 +28,20 @@ def reestimate_bn(model: nn.Module, batches, device=None) -> tuple[nn.Module, in
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average over the batches given
     adapted.train()
+    takes_restore = "restore" in inspect.signature(adapted.forward).parameters  # FIRM off
     seen = 0
     for batch in batches:
         images = batch["img"] if isinstance(batch, dict) else batch
         if images is None or len(images) < 2:  # a single image has no batch variance
             continue
         images = images.to(device) if device is not None else images
-        adapted(images, restore=False) if _takes_restore(adapted) else adapted(images)
+        if takes_restore:
+            adapted(images, restore=False)
+        else:
+            adapted(images)
         seen += len(images)
     if seen == 0:
         raise ValueError("no batch of at least 2 images to re-estimate BatchNorm statistics on")
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     return adapted.eval(), seen
-
-
-def _takes_restore(model: nn.Module) -> bool:
-    import inspect
-
-    return "restore" in inspect.signature(model.forward).parameters

@@ -77,17 +77,14 @@ class Study(StudyEvaluation):
                 )
         elif any(self.out.iterdir()) if self.out.is_dir() else False:
             raise StudyError(f"{self.out}: not empty and not a study folder; refusing")
-        check_split(self.s.test_ids, self.s.split_seed, dev_ids=self._dev_ids())  # writes nothing
+        check_split(self.s.test_ids, self.s.split_seed, dev_ids=_dev(self.s))  # writes nothing
         self.out.mkdir(parents=True, exist_ok=True)
         write_atomic(path, json.dumps(fixed, indent=1).encode())
-
-    def _dev_ids(self) -> int:
-        return self.s.dev_ids if self.s.split == "dev" else 0
 
     def prepare_data(self) -> None:
         self._check_folder()
         data = self.out / "data"
-        prepare_split(data, self.s.test_ids, self.s.split_seed, dev_ids=self._dev_ids())
+        prepare_split(data, self.s.test_ids, self.s.split_seed, dev_ids=_dev(self.s))
         self.roots = {d: prepare_density(data, d, self.s.fog_seed) for d in self.s.densities}
         for kind in UNSEEN_KINDS:
             self.roots[f"unseen-{kind}"] = prepare_unseen(data, kind, self.s.fog_seed)

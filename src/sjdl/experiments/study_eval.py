@@ -94,28 +94,32 @@ class StudyEvaluation:
             model = DefogThenReID(model, lambda x: firm.restore(x)[1].float().clamp(0, 1))
         return model, cfg
 
-    def _adapted(self, model, cfg, adapt: str | None, density: str, gallery):
-        """The model with BN statistics re-estimated on ``adapt``'s images (or itself)."""
-        if adapt is None:
-            return model
-        if adapt == "gallery":  # the test cameras' images, without their labels
-            records = gallery
-        else:  # the synthetic foggy training images of this density
-            train = read_dataset(self.config(("baseline", density, 0)).data, with_real=False)
-            records = sample_records(train.train, ADAPT_TRAIN_IMAGES)
+    def _adapted(self, model, cfg, records):
+        """A copy of the model with BN statistics re-estimated on ``records``' images."""
         loader = eval_loader(records, cfg.data, cfg.test.batch_size, self.device)
         return reestimate_bn(model, loader, self.device)[0]
+
+    def _train_sample(self, density: str):
+        """The synthetic foggy training images BN statistics are re-estimated on ("train")."""
+        train = read_dataset(self.config(("baseline", density, 0)).data, with_real=False)
+        return sample_records(train.train, ADAPT_TRAIN_IMAGES)
 
     def evaluate(self, row: str, density: str, seed: int) -> None:
         if self.device is None:
             self.device = resolve_device(self.config(("baseline", density, seed)).train.device)
         model, cfg = self._base_model(row, density, seed)
         adapt = ROWS[row][2]
-        for test, (q, g) in self._test_records(density).items():
-            if eval_key(row, density, test, seed) in self.done:
-                continue
+        todo = {
+            test: qg
+            for test, qg in self._test_records(density).items()
+            if eval_key(row, density, test, seed) not in self.done
+        }
+        if adapt == "train" and todo:  # one re-estimation serves every test set
+            model = self._adapted(model, cfg, self._train_sample(density))
+        for test, (q, g) in todo.items():
             t = time.perf_counter()
-            used = self._adapted(model, cfg, adapt, density, g)
+            # "gallery": the test cameras' own images, without their labels
+            used = self._adapted(model, cfg, g) if adapt == "gallery" else model
             result = evaluate_test(used, cfg, q, g, self.device)
             self._record(row, density, test, seed, q, result, time.perf_counter() - t)
         if self.progress is not None:

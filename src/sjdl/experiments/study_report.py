@@ -90,10 +90,20 @@ def _tests(table: list[dict]) -> list[tuple[str, list[str]]]:
     return out + ([(UNSEEN, kinds)] if kinds else [])
 
 
-def _diff(out, row, ref, density, tests, seeds, metric, resamples) -> Interval:
-    a = per_query(out, row, density, tests, seeds, metric)
-    b = per_query(out, ref, density, tests, seeds, metric)
-    return paired_difference(a, b, resamples).scaled(100)
+def _against(out, row, ref, density, sets, seeds, settings) -> dict:
+    """Paired differences of ``row`` to ``ref`` over the common ``seeds``: mAP and R1 (and
+    per-seed mAP differences) against Baseline, mAP against ImageNet features."""
+    fields = {}
+    for metric in ("AP", "R1") if ref == "baseline" else ("AP",):
+        a = per_query(out, row, density, sets, seeds, metric)
+        b = per_query(out, ref, density, sets, seeds, metric)
+        d = paired_difference(a, b, settings.resamples).scaled(100)
+        name = "dmAP_imagenet" if ref == "imagenet" else ("dmAP" if metric == "AP" else "dR1")
+        fields.update({name: d.value, f"{name}_low": d.low, f"{name}_high": d.high})
+        if ref == "baseline" and metric == "AP":  # per-seed differences (few seeds: show them)
+            diffs = 100 * np.nanmean((a - b).reshape(len(seeds), -1), axis=1)
+            fields["seed_dmAP"] = " ".join(f"{v:+.2f}" for v in diffs)
+    return fields
 
 
 def summarize(out: Path, table: list[dict], settings) -> list[dict]:
@@ -124,18 +134,8 @@ def summarize(out: Path, table: list[dict], settings) -> list[dict]:
                 s["mAP_low"], s["mAP_high"] = ci.low, ci.high
                 for ref in ("baseline", "imagenet"):
                     common = [x for x in seeds_ if x in of.get(ref, {})]
-                    if row == ref or not common:
-                        continue
-                    for m in ("mAP", "R1") if ref == "baseline" else ("mAP",):
-                        key = "AP" if m == "mAP" else "R1"
-                        d = _diff(out, row, ref, density, sets, common, key, settings.resamples)
-                        name = f"d{m}" if ref == "baseline" else "dmAP_imagenet"
-                        s[name], s[f"{name}_low"], s[f"{name}_high"] = d.value, d.low, d.high
-                    if ref == "baseline":  # per-seed differences (3 seeds: report them)
-                        a = per_query(out, row, density, sets, common, "AP")
-                        b = per_query(out, ref, density, sets, common, "AP")
-                        diffs = 100 * np.nanmean((a - b).reshape(len(common), -1), axis=1)
-                        s["seed_dmAP"] = " ".join(f"{v:+.2f}" for v in diffs)
+                    if row != ref and common:
+                        s.update(_against(out, row, ref, density, sets, common, settings))
                 for m in ("PSNR", "SSIM"):
                     vals = [_float(r[m]) for x in seeds_ for r in mine[x]]
                     vals = [v for v in vals if v is not None]
