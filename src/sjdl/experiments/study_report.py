@@ -34,7 +34,7 @@ COLORS = {  # one colour per row, the same in every panel
     "dcp_reid": (188, 189, 34),
     "firm_reid": (23, 190, 207),
     "baseline": (31, 119, 180),
-    "baseline_clear": (174, 199, 232),
+    "baseline_clear": (227, 119, 194),
     "baseline_aug": (44, 160, 44),
     "jdl": (255, 127, 14),
     "sjdl_wo_sc": (148, 103, 189),
