@@ -176,6 +176,8 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
         "model.firm.output": "tanh",
         "loss.triplet_feature": "post_bn",
         "loss.lambda_ce": 1.0,
+        "loss.lambda_dc": 1e-5,  # Wdc, Wtv: the released code's only real-image gradients
+        "loss.lambda_tv": 1e-5,
         "loss.ce_grad": False,
         "loss.lambda_sc": 0.01,
         "loss.sc_mode": "phase",

@@ -69,7 +69,8 @@ def study_command(
     rows: str = typer.Option(
         None,
         help="Rows, comma-separated: imagenet, clear_reid, dcp_reid, firm_reid, baseline, "
-        "baseline_clear, baseline_aug, jdl, sjdl_wo_sc, sjdl, sjdl_aug, and any trained row "
+        "baseline_clear, baseline_aug, baseline_cons, clear_cons, jdl, sjdl_wo_sc, sjdl, sjdl_aug, "
+        "sjdl_dsbn, sjdl_clear, and any trained row "
         "with +bn_train or +bn_gallery (BN statistics re-estimated) [default: README].",
     ),
     split: str = typer.Option(

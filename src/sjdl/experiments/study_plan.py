@@ -29,6 +29,12 @@ TRAININGS = {
     "sjdl_wo_sc": ["method=sjdl_wo_sc"],
     "sjdl": ["method=sjdl"],
     "sjdl_aug": ["method=sjdl", f"data.fog_augment=[{','.join(AUGMENT_KINDS)}]"],
+    # issue-16 variants: embedding consistency with the clear twin, domain-specific BN for the
+    # real stream, SJDL with the clear twins as ReID training images
+    "baseline_cons": ["method=baseline", "loss.lambda_consistency=1.0"],
+    "clear_cons": ["method=baseline", "data.clear_twins=true", "loss.lambda_consistency=1.0"],
+    "sjdl_dsbn": ["method=sjdl", "model.dsbn=true"],
+    "sjdl_clear": ["method=sjdl", "data.clear_twins=true"],
 }
 # BatchNorm statistics re-estimated after training (evaluation/adapt.py), on: the synthetic
 # training images ("train"), or the unlabelled gallery images of each test set ("gallery")
@@ -74,6 +80,7 @@ FIELDS += ["queries", "train_s", "eval_s"]
 # (measured at 96x96 on 2 CPU cores: Baseline 0.24 s/step, JDL 0.72, SJDL 0.81).
 STEP_COST = {"clear": 1.0, "baseline": 1.0, "baseline_clear": 1.0, "baseline_aug": 1.1}
 STEP_COST.update({"jdl": 3.0, "sjdl_wo_sc": 3.4, "sjdl": 3.4, "sjdl_aug": 3.5})
+STEP_COST.update({"baseline_cons": 1.6, "clear_cons": 1.6, "sjdl_dsbn": 3.5, "sjdl_clear": 3.4})
 VAL_COST, EVAL_COST = 5.0, 8.0
 
 
@@ -145,7 +152,9 @@ CONTROLLED = {
     "data.root": "the study's own data",
     "data.size_train": "--size",
     "data.size_test": "--size",
-    "data.clear_twins": "--rows (baseline_clear)",
+    "data.clear_twins": "--rows (baseline_clear, clear_cons, sjdl_clear)",
+    "loss.lambda_consistency": "--rows (baseline_cons, clear_cons)",
+    "model.dsbn": "--rows (sjdl_dsbn)",
     "data.fog_augment": "--rows (*_aug)",
     "data.fog_augment_beta": "--rows (*_aug) and --densities",
     "train.epochs": "--epochs",

@@ -26,6 +26,10 @@ LABELS = {
     "sjdl_wo_sc": "SJDL w/o SC",
     "sjdl": "SJDL",
     "sjdl_aug": "SJDL + fog-kind augmentation",
+    "baseline_cons": "Baseline + clear-twin embedding consistency",
+    "clear_cons": "Baseline on foggy + clear twins + consistency",
+    "sjdl_dsbn": "SJDL, own BN for real images",
+    "sjdl_clear": "SJDL on foggy + clear twins",
 }
 ADAPT_LABELS = {"train": "BN re-estimated on train images", "gallery": "BN re-estimated on gallery"}
 COLORS = {  # one colour per row, the same in every panel
@@ -40,6 +44,10 @@ COLORS = {  # one colour per row, the same in every panel
     "sjdl_wo_sc": (148, 103, 189),
     "sjdl": (214, 39, 40),
     "sjdl_aug": (140, 86, 75),
+    "baseline_cons": (23, 190, 207),
+    "clear_cons": (188, 189, 34),
+    "sjdl_dsbn": (127, 127, 127),
+    "sjdl_clear": (120, 0, 60),
 }
 
 
