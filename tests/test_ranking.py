@@ -48,6 +48,46 @@ def test_fast_ranking_equals_reference_loop(seed):
         assert res.mINP == pytest.approx(ref_minp, abs=1e-6)
 
 
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("kind", ["separated", "ties", "signed_zeros"])
+def test_float32_search_of_the_closest_entries_equals_reference_loop(seed, kind):
+    """float32 rows where few entries come before the hardest true match take the search of
+    only those entries (flat table keyed by row and value); it must agree exactly."""
+    rng = np.random.default_rng(seed)
+    nq, ng, ids = int(rng.integers(1, 25)), int(rng.integers(30, 200)), 6
+    q_pids, g_pids = rng.integers(0, ids, nq), rng.integers(0, ids, ng)
+    q_cams, g_cams = rng.integers(0, 2, nq), rng.integers(0, 2, ng)
+    # true matches near, the rest far, a few impostors in between
+    dist = np.where(
+        q_pids[:, None] == g_pids[None, :], rng.random((nq, ng)), 5 + rng.random((nq, ng))
+    )
+    dist[rng.random((nq, ng)) < 0.03] = rng.random()
+    if kind == "ties":
+        dist = np.round(dist * 4) / 4  # equal distances among matches and impostors
+    if kind == "signed_zeros":
+        dist = np.where(rng.random((nq, ng)) < 0.5, -0.0, 0.0) * (dist < 1) + dist * (dist >= 1)
+        dist -= 0.5 * (rng.random((nq, ng)) < 0.1)  # and some negative distances
+    dist = dist.astype(np.float32)
+    ref_cmc, ref_map, ref_minp, ref_valid = reference_ranking(
+        dist, q_pids, g_pids, q_cams, g_cams, 10
+    )
+    res = evaluate_ranking(dist, q_pids, g_pids, q_cams, g_cams, max_rank=10, chunk_size=5)
+    assert res.num_valid == ref_valid
+    if ref_valid:
+        assert np.allclose(res.cmc, ref_cmc, atol=1e-6)
+        assert res.mAP == pytest.approx(ref_map, abs=1e-6)
+        assert res.mINP == pytest.approx(ref_minp, abs=1e-6)
+
+
+def test_negative_zero_ties_with_zero_in_the_closest_entries_search():
+    # g0 (true match) at 0.0 ties with g1 (wrong id) at -0.0: gallery order puts g0 first
+    dist = np.full((1, 40), 9.0, np.float32)
+    dist[0, :3] = [0.0, -0.0, 0.5]
+    g_pids = np.array([1, 2, 1] + [3] * 37)
+    res = evaluate_ranking(dist, [1], g_pids, [0], np.ones(40, int), max_rank=3)
+    assert res.mAP == pytest.approx((1 / 1 + 2 / 3) / 2) and res.cmc.tolist() == [1, 1, 1]
+
+
 def test_hand_computed_ranking():
     # gallery order by distance: g0 (pid 1, other cam) g1 (pid 2) g2 (pid 1) g3 (pid 1, same cam)
     dist = np.array([[0.1, 0.2, 0.3, 0.05]])

@@ -72,6 +72,36 @@ def _match_pairs(q_pids, g_pids, g_sorted):
     return rows, g_sorted[np.arange(len(rows)) + starts], counts
 
 
+def _float_keys(x: torch.Tensor) -> torch.Tensor:
+    """int64 keys in the order of the float32 values (-0.0 and 0.0 equal; no NaN)."""
+    b = (x + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into 0.0
+    return torch.where(b < 0, b ^ 0x7FFFFFFF, b).to(torch.int64)
+
+
+def _count_below(dist: np.ndarray, both: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """``below[:, j] = #{x in the row : x < both[:, j]}`` for each row's sorted thresholds
+    (``top``: each row's largest threshold that matters).
+
+    Entries above a row's largest threshold change no count, so when most entries are (a
+    trained model: the hardest positive comes early) only the others are searched, in one
+    flat table keyed by (row, value); otherwise every entry is searched in its row's table.
+    """
+    nq, cols = both.shape
+    full = torch.from_numpy(dist)
+    mask = full <= torch.from_numpy(top.astype(dist.dtype))[:, None]
+    if dist.dtype == np.float32 and int(torch.count_nonzero(mask)) < full.numel() // 4:
+        r, c = mask.nonzero(as_tuple=True)
+        keys = _float_keys(full[r, c]) + (r << 32)
+        t = torch.from_numpy(np.maximum.accumulate(both, axis=1))
+        t_keys = (_float_keys(t) + (torch.arange(nq)[:, None] << 32)).view(-1)
+        bins = torch.searchsorted(t_keys, keys, right=True) + r  # row r's bins: r * (cols + 1)
+    else:
+        bins = torch.searchsorted(torch.from_numpy(both), full, right=True, out_int32=True)
+        bins += torch.arange(0, nq * (cols + 1), cols + 1, dtype=torch.int32)[:, None]
+    counts = torch.bincount(bins.view(-1), minlength=nq * (cols + 1)).view(nq, cols + 1)
+    return counts.cumsum(1).numpy()
+
+
 def _stats_by_counting(dist, q_pids, g_pids, q_cams, g_cams, g_sorted):
     """Same result without sorting rows: only the ranks of the same-id entries are needed.
 
@@ -99,17 +129,18 @@ def _stats_by_counting(dist, q_pids, g_pids, q_cams, g_cams, g_sorted):
     is_removed[rows, slot] = removed
     present = np.zeros((nq, width), bool)
     present[rows, slot] = True
-    # column 0 = -inf, so every entry x has a nearest threshold <= x
-    t = torch.from_numpy(np.concatenate([np.full((nq, 1), -np.inf, dtype), table], 1))
-    full = torch.from_numpy(np.ascontiguousarray(dist, dtype=dtype))
-    idx = torch.searchsorted(t, full, right=True)  # 1 + #{thresholds <= x} for every x
-    counts_below = torch.zeros(nq, width + 2, dtype=torch.int32)
-    counts_below.scatter_add_(1, idx, torch.ones_like(idx, dtype=torch.int32))
-    less = counts_below.cumsum(1)[:, 1 : width + 1].numpy()  # #{x < t_m}
-    # ties: an entry equal to a threshold other than itself, or two equal thresholds
-    n_equal = (full == t.gather(1, idx.sub_(1))).sum(1).numpy()
+    # Each threshold t_m is followed by its float successor u_m, so ONE binary search of the
+    # row gives #{x < t_m} and #{x < u_m} = #{x <= t_m}; column 0 = -inf. Rows whose thresholds
+    # repeat (then this table is unsorted) or whose other entries equal a threshold are ties.
     dup = ((table[:, 1:] == table[:, :-1]) & present[:, 1:]).any(1)
-    ties = (n_equal > present.sum(1)) | dup
+    both = np.empty((nq, 2 * width + 1), dtype)
+    both[:, 0] = -np.inf
+    both[:, 1::2] = table
+    both[:, 2::2] = np.nextafter(table, dtype(np.inf))
+    top = np.where(present, table, -np.inf).max(1)  # each row's largest threshold
+    below = _count_below(np.ascontiguousarray(dist, dtype=dtype), both, top)
+    less, less_eq = below[:, 1 : 2 * width : 2], below[:, 2 : 2 * width + 1 : 2]
+    ties = ((less_eq - less > 1) & present).any(1) | dup
     removed_before = np.cumsum(is_removed, 1) - is_removed
     rank = less - removed_before  # 0-based rank in the filtered list
     hits = present & ~is_removed
