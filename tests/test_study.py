@@ -255,3 +255,21 @@ def test_unseen_summary_is_the_mean_over_kinds_paired_with_baseline_and_imagenet
     glance = markdown(list(got.values()), {}).split("### At a glance")[1].split("###")[0]
     line = next(x for x in glance.splitlines() if x.startswith("| SJDL |"))
     assert line.endswith("| +30.00 [+30.00, +30.00] | +35.00 [+35.00, +35.00] |")
+
+
+def test_study_folder_survives_a_reinstalled_package(tmp_path):
+    """A folder split when the embedded data lived elsewhere keeps its ids, with new links;
+    a recorded source that is not the embedded data is still refused."""
+    data = tmp_path / "data"
+    split = prepare_split(data, 150, seed=0)
+    moved = {**split, "source": "/gone/site-packages/sjdl/demo_data"}
+    (data / "split.json").write_text(json.dumps(moved))
+    link = next((data / "source" / "query").iterdir())
+    link.unlink()
+    link.symlink_to("/gone/site-packages/sjdl/demo_data/FVRID_syn/x.jpg")  # dangling
+    assert prepare_split(data, 150, seed=0) == split
+    assert json.loads((data / "split.json").read_text()) == split
+    assert all(p.exists() for p in (data / "source" / "query").iterdir())
+    (data / "split.json").write_text(json.dumps({**split, "source": "/my/own/set"}))
+    with pytest.raises(ValueError, match="split differently"):
+        prepare_split(data, 150, seed=0)

@@ -107,6 +107,11 @@ def check_split(n_test: int, seed: int, source: Path | None = None, dev_ids: int
     choose_ids(source_images(root / "FVRID_syn"), n_test, seed, dev_ids, source)
 
 
+def _embedded(path) -> bool:
+    """Whether a recorded source is the package's embedded demo data (wherever installed)."""
+    return isinstance(path, str) and Path(path).parts[-2:] == ("sjdl", "demo_data")
+
+
 def prepare_split(
     data_dir: Path, n_test: int, seed: int, source: Path | None = None, dev_ids: int = 0
 ) -> dict:
@@ -120,11 +125,19 @@ def prepare_split(
     path = data_dir / "split.json"
     if path.is_file():
         old = json.loads(path.read_text())
-        if old != split:
+        moved = source is None and _embedded(old.get("source")) and old["source"] != split["source"]
+        if {**old, "source": split["source"]} != split or (old != split and not moved):
             raise DatasetError(
                 f"{path}: this study folder was split differently (seed {old.get('seed')}, "
                 f"{len(old.get('test_ids', []))} test ids); use another output folder"
             )
+        if moved:  # the package was reinstalled elsewhere: the same ids, new links
+            _link_tree(data_dir / "source", _assign(images, train, test), ("",))
+            for real in data_dir.glob("*/FVRID_real"):
+                if real.is_symlink():
+                    real.unlink()
+                    _link_real(real.parent, split["source"])
+            write_atomic(path, json.dumps(split, indent=1).encode())
         return split
     data_dir.mkdir(parents=True, exist_ok=True)
     _link_tree(data_dir / "source", _assign(images, train, test), ("",))
