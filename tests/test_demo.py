@@ -13,13 +13,17 @@ def test_demo_quick_writes_report_and_summary(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seconds"] > 0 and summary["quick"] is True
     rows = {(r["model"], r["test"]): r for r in summary["rows"]}
-    assert set(rows) == {
-        (m, t) for m in ("imagenet", "baseline", "sjdl") for t in ("clear", "foggy")
-    }
+    tests = ("clear", "foggy", "unseen-patchy", "unseen-scatter", "unseen")
+    assert set(rows) == {(m, t) for m in ("imagenet", "baseline", "sjdl") for t in tests}
     for (model, test), row in rows.items():
         assert 0 <= row["mAP"] <= 100 and 0 <= row["R1"] <= row["R5"] <= 100
-        restores = model == "sjdl" and test == "foggy"
+        restores = model == "sjdl"  # FIRM restores every test set that has clear targets
         assert (row["PSNR"] is not None) == restores and (row["SSIM"] is not None) == restores
+    for model in ("imagenet", "baseline", "sjdl"):  # "unseen": the mean over the unseen kinds
+        kinds = [rows[(model, f"unseen-{k}")]["mAP"] for k in ("patchy", "scatter")]
+        assert rows[(model, "unseen")]["mAP"] == sum(kinds) / 2
+    # the unseen fog is a different fog: its images differ from the training fog's
+    assert rows[("imagenet", "unseen-patchy")]["mAP"] != rows[("imagenet", "foggy")]["mAP"]
     assert 0 < summary["input_quality"]["SSIM"] < 1 and summary["input_quality"]["PSNR"] > 5
     # ImageNet features are the same whichever method is trained next: clear beats foggy
     assert rows[("imagenet", "clear")]["mAP"] != rows[("imagenet", "foggy")]["mAP"]
@@ -29,7 +33,10 @@ def test_demo_quick_writes_report_and_summary(tmp_path):
     assert "imagenet" in html and "Baseline" in html and "SJDL" in html
     assert "foggy input itself" in html
     images = re.findall(r"src='([^']+)'", html)
-    assert len(images) >= 6  # rank lists x2, synthetic + real restorations, two curves
+    # rank lists x2, restorations of clear / foggy / unseen test images, real crops, curves x2
+    assert len(images) >= 8
+    for test in ("clear", "unseen-patchy"):
+        assert (out / "sjdl" / f"restoration_{test}.png").is_file()
     for src in images:
         assert (out / src).is_file(), src
     for method in ("baseline", "sjdl"):

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sjdl.losses import (
     color_entropy_loss,
@@ -237,3 +238,12 @@ def test_half_precision_inputs_are_computed_in_float32():
     assert total_variation_loss(j.half()).item() == pytest.approx(
         total_variation_loss(j.half().float()).item()
     )
+
+
+@pytest.mark.parametrize("patch", [1, 3, 35])
+def test_dark_channel_equals_the_square_window_minimum(patch):
+    """The row-then-column minimum gives exactly the p x p window minimum (borders too)."""
+    img = torch.rand(2, 3, 21, 40)
+    m = img.amin(1, keepdim=True)
+    square = -F.max_pool2d(-m, patch, stride=1, padding=patch // 2).squeeze(1)
+    assert torch.equal(dark_channel(img, patch), square)

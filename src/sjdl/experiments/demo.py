@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..config import load_config, resolve_device
 from ..data import read_dataset
+from ..data.fog_kinds import UNSEEN_KINDS
 from ..engine.logger import read_metrics
 from ..evaluation.plots import line_plot
 from ..evaluation.report import write_report
@@ -26,6 +27,7 @@ from .runs import (
     sample_records,
     train_run,
 )
+from .study_data import fog_unseen, read_unseen
 
 METHODS = {"baseline": "Baseline", "sjdl": "SJDL"}
 LABELS = {"imagenet": "ImageNet features, no ReID training", **METHODS}
@@ -37,6 +39,11 @@ QUICK = [
     "data.size_train=[64,32]",
     "data.size_test=[64,32]",
 ]
+SHOWN = {  # test set -> caption of its restoration grid
+    "clear": "clear test images (FIRM should leave them alone)",
+    "foggy": "synthetic foggy test images (the training fog)",
+    f"unseen-{UNSEEN_KINDS[0]}": f"{UNSEEN_KINDS[0]} fog no training saw",
+}
 REAL_CROPS = 64  # real foggy crops measured (haze statistics); every 8th is pictured
 
 
@@ -56,6 +63,16 @@ def _curves(runs: dict[str, Path], out: Path) -> list[tuple[str, Path]]:
             line_plot(val, out / "val_map.png", "validation mAP (%)", "iteration"),
         ),
     ]
+
+
+def _unseen_mean(rows: list[dict], model: str) -> dict:
+    """The "unseen" row of ``model``: the mean of its rows over the unseen fog kinds."""
+    kinds = [r for r in rows if r["model"] == model and r["test"].startswith("unseen-")]
+    mean = {"model": model, "test": "unseen"}
+    for key in ("mAP", "R1", "R5", "PSNR", "SSIM"):
+        vals = [r[key] for r in kinds if r[key] is not None]
+        mean[key] = sum(vals) / len(vals) if len(vals) == len(kinds) and kinds else None
+    return mean
 
 
 def _fmt(v, digits: int = 2) -> str:
@@ -85,11 +102,16 @@ def run_demo(
     data = read_dataset(cfg.data, with_real=True)
     tests = {"foggy": (data.query, data.gallery)}
     tests["clear"] = (clear_records(data.query), clear_records(data.gallery))
+    clear = {"query": [r.clear for r in data.query], "gallery": [r.clear for r in data.gallery]}
+    for kind in UNSEEN_KINDS:  # fog kinds no training uses (README "Generalisation")
+        root = fog_unseen(clear, out / "data" / f"unseen-{kind}", kind, cfg.train.seed)
+        tests[f"unseen-{kind}"] = read_unseen(root)
     rows, figures, runs, notes, real = [], [], {}, [], {}
 
     model = imagenet_model(cfg, device)
     for test, (q, g) in tests.items():
         rows.append(result_row("imagenet", test, evaluate_test(model, cfg, q, g, device)))
+    rows.append(_unseen_mean(rows, "imagenet"))
     crops = sample_records(data.real_train, REAL_CROPS)
     for method, label in METHODS.items():
         run_cfg = load_config("demo", [f"method={method}", *base])
@@ -103,10 +125,12 @@ def run_demo(
                 pics = save_rank_lists(result, q, g, out / method / "rank_lists")
                 if pics:
                     figures.append((f"{label}: rank lists on the foggy test set", pics[-1]))
-                grid = save_restoration_grid(result.samples, out / method / "restoration.png")
+            if test in SHOWN:  # FIRM on clear, training-fog and unseen-fog test images
+                name = "restoration.png" if test == "foggy" else f"restoration_{test}.png"
+                grid = save_restoration_grid(result.samples, out / method / name)
                 if grid:
-                    caption = f"{label} on synthetic foggy test images: foggy | J_enh | clear"
-                    figures.append((caption, grid))
+                    figures.append((f"{label} on {SHOWN[test]}: foggy | J_enh | clear", grid))
+        rows.append(_unseen_mean(rows, method))
         if model.firm is not None:
             foggy, restored = restore_real(model, run_cfg, crops, device)
             real[method] = real_statistics(foggy, restored)

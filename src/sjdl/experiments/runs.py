@@ -45,11 +45,12 @@ def imagenet_model(cfg: Config, device) -> torch.nn.Module:
 
 
 def clear_records(records):
-    """The same test records, reading their clear partners instead of the foggy images."""
+    """The same test records, reading their clear partners instead of the foggy images; the
+    clear image is also the restoration target (how much FIRM changes an image without fog)."""
     missing = [r.path for r in records if r.clear is None]
     if missing:
         raise ValueError(f"{missing[0]}: no clear partner, cannot evaluate on clear images")
-    return [replace(r, path=r.clear, clear=None) for r in records]
+    return [replace(r, path=r.clear) for r in records]
 
 
 def evaluate_test(model, cfg: Config, query, gallery, device, progress=None) -> EvalResult:

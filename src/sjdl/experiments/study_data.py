@@ -20,7 +20,13 @@ import torch
 
 from ..data import demo_root
 from ..data.fog import fog_ranges
-from ..data.records import DatasetError, list_images, parse_name
+from ..data.records import (
+    DatasetError,
+    list_images,
+    pair_with_clear,
+    parse_name,
+    read_labelled_folder,
+)
 from ..data.synthesis import MANIFEST, fog_folder
 from ..storage import new_stage, publish, write_atomic
 
@@ -148,15 +154,29 @@ def prepare_split(
 def prepare_unseen(data_dir: Path, kind: str, fog_seed: int) -> Path:
     """``data/unseen-<kind>/``: the test ids' query and gallery images fogged with ``kind``
     (a fog kind no training uses, beta in UNSEEN_BETA); returns that folder (a data.root)."""
-    root = data_dir / f"unseen-{kind}"
+    files = {s: list_images(data_dir / "source" / s) for s in ("query", "gallery")}
+    return fog_unseen(files, data_dir / f"unseen-{kind}", kind, fog_seed)
+
+
+def fog_unseen(files: dict[str, list[Path]], root: Path, kind: str, fog_seed: int) -> Path:
+    """``root/FVRID_syn``: the clear images ``files`` (split -> paths) fogged with ``kind``
+    (made once; a finished set has its manifest); returns ``root`` (a data.root)."""
     syn = root / "FVRID_syn"
     if not (syn / MANIFEST).is_file():
         src = root / "source"
-        files = {s: list_images(data_dir / "source" / s) for s in ("query", "gallery")}
         _link_tree(src, files, ("",))
         _fog(src, syn, fog_seed, UNSEEN_BETA, UNSEEN_AIRLIGHT, kind)
         shutil.rmtree(src)
     return root
+
+
+def read_unseen(root: Path) -> tuple[list, list]:
+    """(query, gallery) records of a ``fog_unseen`` folder, each paired with its clear image."""
+    syn = root / "FVRID_syn"
+    return tuple(
+        pair_with_clear(read_labelled_folder(syn / f"{x}_foggy"), syn / f"{x}_clear")
+        for x in ("query", "gallery")
+    )
 
 
 def _fog(src: Path, syn: Path, fog_seed: int, beta, airlight, kind="uniform", progress=None):

@@ -12,12 +12,12 @@ import torch
 
 from ..config import resolve_device
 from ..data import eval_loader, read_dataset
-from ..data.records import pair_with_clear, read_labelled_folder
 from ..evaluation.adapt import reestimate_bn
 from ..evaluation.ranking import per_query_metrics
 from ..retrieval.defog import defog_dcp
 from ..storage import save_npz
 from .runs import clear_records, evaluate_test, imagenet_model, load_run, sample_records
+from .study_data import read_unseen
 from .study_plan import (
     EVAL_COST,
     ROWS,
@@ -68,14 +68,10 @@ class StudyEvaluation:
                 "foggy": (data.query, data.gallery),
             }
             for test in TESTS[2:]:
-                syn = self.roots[f"unseen-{test}"] / "FVRID_syn"
-                q, g = (
-                    pair_with_clear(read_labelled_folder(syn / f"{x}_foggy"), syn / f"{x}_clear")
-                    for x in ("query", "gallery")
-                )
+                q, g = read_unseen(self.roots[f"unseen-{test}"])
                 # per-query arrays are paired across test sets: the same queries, same order
                 if [(r.path.name, r.pid) for r in q] != [(r.path.name, r.pid) for r in data.query]:
-                    raise StudyError(f"{syn}: its queries differ from the foggy test's")
+                    raise StudyError(f"{self.roots[f'unseen-{test}']}: its queries differ")
                 tests[test] = (q, g)
             self._tests[density] = tests
         return self._tests[density]
