@@ -15,7 +15,7 @@ def test_demo_quick_writes_report_and_summary(tmp_path):
     rows = {(r["model"], r["test"]): r for r in summary["rows"]}
     tests = ("clear", "foggy", "unseen-patchy", "unseen-scatter", "unseen")
     assert set(rows) == {(m, t) for m in ("imagenet", "baseline", "sjdl") for t in tests}
-    for (model, test), row in rows.items():
+    for (model, _test), row in rows.items():
         assert 0 <= row["mAP"] <= 100 and 0 <= row["R1"] <= row["R5"] <= 100
         restores = model == "sjdl"  # FIRM restores every test set that has clear targets
         assert (row["PSNR"] is not None) == restores and (row["SSIM"] is not None) == restores

@@ -273,3 +273,18 @@ def test_study_folder_survives_a_reinstalled_package(tmp_path):
     (data / "split.json").write_text(json.dumps({**split, "source": "/my/own/set"}))
     with pytest.raises(ValueError, match="split differently"):
         prepare_split(data, 150, seed=0)
+
+
+def test_twice_the_steps_control_has_the_clear_twins_schedule_in_steps(tmp_path):
+    """baseline_2x trains 2x the epochs with warm-up and LR steps at the same fraction of
+    training, so it takes as many steps, on the same schedule, as a clear-twins row."""
+    from sjdl.experiments.study import Study
+    from sjdl.experiments.study_plan import StudySettings
+
+    study = Study(tmp_path / "s", StudySettings(epochs=6).resolved())
+    study.roots = {"dense": tmp_path / "d"}
+    base, long = (study.config((k, "dense", 0)) for k in ("baseline_clear", "baseline_2x"))
+    assert (base.train.epochs, long.train.epochs) == (6, 12)
+    assert long.train.warmup_epochs == 2 * base.train.warmup_epochs
+    assert long.train.steps == [2 * e for e in base.train.steps]
+    assert long.method == "baseline" and not long.data.clear_twins and base.data.clear_twins

@@ -33,6 +33,7 @@ from .study_data import (
 )
 from .study_eval import StudyEvaluation
 from .study_plan import (
+    EPOCH_SCALE,
     EVAL_COST,
     ROWS,
     STEP_COST,
@@ -95,9 +96,12 @@ class Study(StudyEvaluation):
         kind, density, seed = run
         base = load_config("demo", self.s.overrides)
         h, w = self.s.size
-        scale = self.s.epochs / base.train.epochs  # the demo's LR schedule, stretched
+        epochs = self.s.epochs * EPOCH_SCALE.get(kind, 1)
+        scale = epochs / base.train.epochs  # the demo's LR schedule, stretched
         steps = sorted({max(1, round(e * scale)) for e in base.train.steps})
         extra = list(TRAININGS.get(kind) or ["method=baseline"])
+        if kind in EPOCH_SCALE:  # the warm-up too, so the schedule is the same in steps
+            extra.append(f"train.warmup_epochs={base.train.warmup_epochs * EPOCH_SCALE[kind]}")
         if any(x.startswith("data.fog_augment=") for x in extra):  # the density's beta range
             beta = ",".join(f"{b:g}" for b in _beta_range(density))
             extra.append(f"data.fog_augment_beta=[{beta}]")
@@ -108,7 +112,7 @@ class Study(StudyEvaluation):
                 f"data.root={self.roots[density]}",
                 f"data.size_train=[{h},{w}]",
                 f"data.size_test=[{h},{w}]",
-                f"train.epochs={self.s.epochs}",
+                f"train.epochs={epochs}",
                 f"train.steps=[{','.join(map(str, steps))}]",
                 f"train.seed={seed}",
                 f"train.val_ids={self.s.val_ids}",
@@ -140,7 +144,10 @@ class Study(StudyEvaluation):
         return min(n, self.s.max_steps) if self.s.max_steps else n
 
     def cost(self, run) -> float:
-        return self.s.epochs * (self.steps_per_epoch() * STEP_COST[run[0]] + VAL_COST)
+        kind = run[0]
+        twins = 2 if "data.clear_twins=true" in TRAININGS.get(kind, []) else 1  # longer epochs
+        steps = self.steps_per_epoch() * twins * STEP_COST[kind]
+        return self.s.epochs * EPOCH_SCALE.get(kind, 1) * (steps + VAL_COST)
 
     def remaining_cost(self, todo) -> float:
         runs = {r for seed, d, row in todo for r in training_runs(row, d, seed)}

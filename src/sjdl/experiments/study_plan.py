@@ -35,7 +35,10 @@ TRAININGS = {
     "clear_cons": ["method=baseline", "data.clear_twins=true", "loss.lambda_consistency=1.0"],
     "sjdl_dsbn": ["method=sjdl", "model.dsbn=true"],
     "sjdl_clear": ["method=sjdl", "data.clear_twins=true"],
+    # the control of the clear twins' extra steps: their epochs are twice as long
+    "baseline_2x": ["method=baseline"],
 }
+EPOCH_SCALE = {"baseline_2x": 2}  # epochs (and the LR schedule in epochs) x this
 # BatchNorm statistics re-estimated after training (evaluation/adapt.py), on: the synthetic
 # training images ("train"), or the unlabelled gallery images of each test set ("gallery")
 ADAPT = ("train", "gallery")
@@ -81,6 +84,7 @@ FIELDS += ["queries", "train_s", "eval_s"]
 STEP_COST = {"clear": 1.0, "baseline": 1.0, "baseline_clear": 1.0, "baseline_aug": 1.1}
 STEP_COST.update({"jdl": 3.0, "sjdl_wo_sc": 3.4, "sjdl": 3.4, "sjdl_aug": 3.5})
 STEP_COST.update({"baseline_cons": 1.6, "clear_cons": 1.6, "sjdl_dsbn": 3.5, "sjdl_clear": 3.4})
+STEP_COST.update({"baseline_2x": 1.0})
 VAL_COST, EVAL_COST = 5.0, 8.0
 
 

@@ -30,6 +30,7 @@ LABELS = {
     "clear_cons": "Baseline on foggy + clear twins + consistency",
     "sjdl_dsbn": "SJDL, own BN for real images",
     "sjdl_clear": "SJDL on foggy + clear twins",
+    "baseline_2x": "Baseline, twice the steps (as many as with clear twins)",
 }
 ADAPT_LABELS = {"train": "BN re-estimated on train images", "gallery": "BN re-estimated on gallery"}
 COLORS = {  # one colour per row, the same in every panel
@@ -48,6 +49,7 @@ COLORS = {  # one colour per row, the same in every panel
     "clear_cons": (188, 189, 34),
     "sjdl_dsbn": (127, 127, 127),
     "sjdl_clear": (120, 0, 60),
+    "baseline_2x": (0, 60, 120),
 }
 
 
