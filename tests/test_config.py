@@ -127,6 +127,7 @@ EQ11 = {
     "paper": (0.001, 1e-6, 1e-6, 0.01, "phase", True, True),  # calibrated (README)
     "printed": (1.0, 1e-5, 1e-5, 300.0, "spectrum", True, True),  # as the paper prints them
     "official": (1.0, 1e-5, 1e-5, 0.01, "phase", False, False),  # as the released code runs
+    "recommended": (0.001, 1e-6, 1e-6, 0.01, "phase", True, True),  # paper's + clear twins
 }
 
 
@@ -140,3 +141,11 @@ def test_every_eq11_weight_and_gradient_switch_per_preset(preset):
 
 def test_printed_preset_changes_nothing_outside_eq11():
     assert load_config(overrides=["preset=printed"]).model.backbone == "resnet50"
+
+
+def test_recommended_preset_is_the_paper_method_with_clear_twins_and_consistency():
+    paper, rec = load_config(), load_config(overrides=["preset=recommended"])
+    assert rec.data.clear_twins and not paper.data.clear_twins and rec.method == "sjdl"
+    assert (rec.loss.lambda_consistency, paper.loss.lambda_consistency) == (1.0, 0.0)
+    rec.loss.lambda_consistency = 0.0
+    assert rec.model == paper.model and rec.loss == paper.loss and rec.train == paper.train

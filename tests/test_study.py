@@ -288,3 +288,14 @@ def test_twice_the_steps_control_has_the_clear_twins_schedule_in_steps(tmp_path)
     assert long.train.warmup_epochs == 2 * base.train.warmup_epochs
     assert long.train.steps == [2 * e for e in base.train.steps]
     assert long.method == "baseline" and not long.data.clear_twins and base.data.clear_twins
+
+
+def test_recommended_row_trains_the_presets_keys_and_the_preset_is_no_study_override():
+    from sjdl.config import PRESET_VALUES
+    from sjdl.experiments.study_plan import TRAININGS, StudyError, check_overrides
+
+    keys = {x.split("=", 1)[0] for x in TRAININGS["recommended"]}
+    assert keys == {"method", *PRESET_VALUES["recommended"]}
+    with pytest.raises(StudyError, match="use --rows recommended"):
+        check_overrides(["preset=recommended"])
+    check_overrides(["preset=official"])  # every row in the released code's setting is fine

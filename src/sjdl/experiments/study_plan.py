@@ -8,6 +8,7 @@ import io
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from ..config import PRESET_VALUES
 from ..data.fog_kinds import UNSEEN_KINDS
 from ..storage import write_atomic
 from .study_data import DENSITIES
@@ -37,6 +38,9 @@ TRAININGS = {
     "sjdl_clear": ["method=sjdl", "data.clear_twins=true"],
     # the control of the clear twins' extra steps: their epochs are twice as long
     "baseline_2x": ["method=baseline"],
+    # the recommended recipe: SJDL with the keys of `preset: recommended` (config.py)
+    "recommended": ["method=sjdl"]
+    + [f"{k}={str(v).lower()}" for k, v in PRESET_VALUES["recommended"].items()],
 }
 EPOCH_SCALE = {"baseline_2x": 2}  # epochs (and the LR schedule in epochs) x this
 # BatchNorm statistics re-estimated after training (evaluation/adapt.py), on: the synthetic
@@ -84,7 +88,7 @@ FIELDS += ["queries", "train_s", "eval_s"]
 STEP_COST = {"clear": 1.0, "baseline": 1.0, "baseline_clear": 1.0, "baseline_aug": 1.1}
 STEP_COST.update({"jdl": 3.0, "sjdl_wo_sc": 3.4, "sjdl": 3.4, "sjdl_aug": 3.5})
 STEP_COST.update({"baseline_cons": 1.6, "clear_cons": 1.6, "sjdl_dsbn": 3.5, "sjdl_clear": 3.4})
-STEP_COST.update({"baseline_2x": 1.0})
+STEP_COST.update({"baseline_2x": 1.0, "recommended": 4.0})
 VAL_COST, EVAL_COST = 5.0, 8.0
 
 
@@ -173,7 +177,9 @@ CONTROLLED = {
 def check_overrides(overrides) -> None:
     """Refuse overrides of keys the study controls (one line naming the key)."""
     for item in overrides:
-        key = item.split("=", 1)[0].strip()
+        key, _, value = (x.strip() for x in item.partition("="))
+        if key == "preset" and value == "recommended":  # would give every row clear twins
+            raise StudyError("preset=recommended: use --rows recommended for the recipe's row")
         if key in CONTROLLED:
             raise StudyError(
                 f"{key}: the study sets this key for every run; use {CONTROLLED[key]} instead"

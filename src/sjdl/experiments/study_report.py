@@ -31,6 +31,7 @@ LABELS = {
     "sjdl_dsbn": "SJDL, own BN for real images",
     "sjdl_clear": "SJDL on foggy + clear twins",
     "baseline_2x": "Baseline, twice the steps (as many as with clear twins)",
+    "recommended": "Recommended recipe (preset=recommended)",
 }
 ADAPT_LABELS = {"train": "BN re-estimated on train images", "gallery": "BN re-estimated on gallery"}
 COLORS = {  # one colour per row, the same in every panel
@@ -50,6 +51,7 @@ COLORS = {  # one colour per row, the same in every panel
     "sjdl_dsbn": (127, 127, 127),
     "sjdl_clear": (120, 0, 60),
     "baseline_2x": (0, 60, 120),
+    "recommended": (214, 39, 40),
 }
 
 
