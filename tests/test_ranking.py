@@ -191,3 +191,24 @@ def test_vectorised_rerank_equals_reference_loops(metric, k1, k2):
     fast = k_reciprocal_rerank(q, g, k1, k2, 0.3, metric)
     ref = reference_rerank(q, g, k1, k2, 0.3, metric)
     assert torch.allclose(fast, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("max_tied", [0, 10**9])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ties_counted_by_gallery_order_equal_the_stable_sort(monkeypatch, max_tied, dtype):
+    """Ties resolved by counting earlier equal entries (max_tied large) or by sorting the
+    row (max_tied 0) give the reference loop's stable-sort result."""
+    import sjdl.evaluation.ranking as ranking
+
+    monkeypatch.setattr(ranking, "MAX_TIED", max_tied)
+    rng = np.random.default_rng(7)
+    for _ in range(8):
+        nq, ng = int(rng.integers(1, 20)), int(rng.integers(20, 150))
+        dist = (rng.integers(0, 8, (nq, ng)) * 0.5).astype(dtype)
+        q_pids, g_pids = rng.integers(0, 4, nq), rng.integers(0, 4, ng)
+        q_cams, g_cams = rng.integers(0, 2, nq), rng.integers(0, 2, ng)
+        ref_cmc, ref_map, ref_minp, _ = reference_ranking(dist, q_pids, g_pids, q_cams, g_cams, 10)
+        res = evaluate_ranking(dist, q_pids, g_pids, q_cams, g_cams, max_rank=10, chunk_size=6)
+        assert np.allclose(res.cmc, ref_cmc, atol=1e-6)
+        assert res.mAP == pytest.approx(ref_map, abs=1e-6)
+        assert res.mINP == pytest.approx(ref_minp, abs=1e-6)

@@ -78,36 +78,44 @@ def _float_keys(x: torch.Tensor) -> torch.Tensor:
     return torch.where(b < 0, b ^ 0x7FFFFFFF, b).to(torch.int64)
 
 
-def _count_below(dist: np.ndarray, both: np.ndarray, top: np.ndarray) -> np.ndarray:
-    """``below[:, j] = #{x in the row : x < both[:, j]}`` for each row's sorted thresholds
-    (``top``: each row's largest threshold that matters).
+def _count_below(dist: np.ndarray, t: np.ndarray, present: np.ndarray):
+    """(less, less_eq): ``#{x in the row : x < t_m}`` and ``#{x <= t_m}`` for each row's
+    thresholds ``t`` (sorted, +inf where not ``present``).
 
     Entries above a row's largest threshold change no count, so when most entries are (a
     trained model: the hardest positive comes early) only the others are searched, in one
-    flat table keyed by (row, value); otherwise every entry is searched in its row's table.
+    flat table keyed by (row, value); otherwise each row is sorted (a SIMD sort of values,
+    no indices) and its few thresholds are looked up in it.
     """
-    nq, cols = both.shape
+    nq, w = t.shape
     full = torch.from_numpy(dist)
+    top = np.where(present, t, -np.inf).max(1)  # each row's largest threshold
     mask = full <= torch.from_numpy(top.astype(dist.dtype))[:, None]
     if dist.dtype == np.float32 and int(torch.count_nonzero(mask)) < full.numel() // 4:
         r, c = mask.nonzero(as_tuple=True)
         keys = _float_keys(full[r, c]) + (r << 32)
-        t = torch.from_numpy(np.maximum.accumulate(both, axis=1))
-        t_keys = (_float_keys(t) + (torch.arange(nq)[:, None] << 32)).view(-1)
-        bins = torch.searchsorted(t_keys, keys, right=True) + r  # row r's bins: r * (cols + 1)
-    else:
-        bins = torch.searchsorted(torch.from_numpy(both), full, right=True, out_int32=True)
-        bins += torch.arange(0, nq * (cols + 1), cols + 1, dtype=torch.int32)[:, None]
-    counts = torch.bincount(bins.view(-1), minlength=nq * (cols + 1)).view(nq, cols + 1)
-    return counts.cumsum(1).numpy()
+        offsets = torch.arange(nq)[:, None] << 32
+        out = []
+        for bound in (t, np.nextafter(t, np.float32(np.inf))):  # x < t, x < next(t) = x <= t
+            t_keys = (_float_keys(torch.from_numpy(bound)) + offsets).view(-1)
+            bins = torch.searchsorted(t_keys, keys, right=True) + r  # row r: r * (w + 1) + k
+            counts = torch.bincount(bins, minlength=nq * (w + 1)).view(nq, w + 1)
+            out.append(counts.cumsum(1)[:, :w].numpy())
+        return out[0], out[1]
+    rows = np.sort(dist, axis=1)
+    less = np.stack([np.searchsorted(x, y, "left") for x, y in zip(rows, t, strict=True)])
+    less_eq = np.stack([np.searchsorted(x, y, "right") for x, y in zip(rows, t, strict=True)])
+    return less, less_eq
+
+
+MAX_TIED = 8  # rows with more same-id entries tied with other entries are sorted whole
 
 
 def _stats_by_counting(dist, q_pids, g_pids, q_cams, g_cams, g_sorted):
-    """Same result without sorting rows: only the ranks of the same-id entries are needed.
-
-    Each same-id gallery entry's rank is the number of entries closer than it, counted with
-    one batched binary search of the whole row into that query's sorted same-id distances.
-    Rows with equal distances among the counted entries go to ``_stats_by_sort`` (ties).
+    """Same result without sorting rows by index: only the ranks of the same-id entries are
+    needed. Each same-id entry's rank is the number of entries closer than it, plus (ties,
+    as a stable sort orders them) the entries at the same distance earlier in the gallery.
+    Rows with many ties go to ``_stats_by_sort``.
     """
     nq = len(q_pids)
     rows, cols, counts = _match_pairs(q_pids, g_pids, g_sorted)
@@ -117,30 +125,27 @@ def _stats_by_counting(dist, q_pids, g_pids, q_cams, g_cams, g_sorted):
     if width == 0:
         return first, ap, inp, valid
     dtype = np.float32 if dist.dtype == np.float32 else np.float64
-    d = dist[rows, cols].astype(dtype)
+    dist = np.ascontiguousarray(dist, dtype=dtype)
+    d = dist[rows, cols]
     removed = g_cams[cols] == q_cams[rows]
-    # sort each query's matches by distance and lay them out as a padded (nq, width) table
-    order = np.lexsort((d, rows))
-    rows, d, removed = rows[order], d[order], removed[order]
+    # each query's matches in stable order (distance, then gallery index) as a padded table
+    order = np.lexsort((cols, d, rows))
+    rows, cols, d, removed = rows[order], cols[order], d[order], removed[order]
     slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
     table = np.full((nq, width), np.inf, dtype=dtype)
     table[rows, slot] = d
+    gidx = np.zeros((nq, width), np.int64)
+    gidx[rows, slot] = cols
     is_removed = np.zeros((nq, width), bool)
     is_removed[rows, slot] = removed
     present = np.zeros((nq, width), bool)
     present[rows, slot] = True
-    # Each threshold t_m is followed by its float successor u_m, so ONE binary search of the
-    # row gives #{x < t_m} and #{x < u_m} = #{x <= t_m}; column 0 = -inf. Rows whose thresholds
-    # repeat (then this table is unsorted) or whose other entries equal a threshold are ties.
-    dup = ((table[:, 1:] == table[:, :-1]) & present[:, 1:]).any(1)
-    both = np.empty((nq, 2 * width + 1), dtype)
-    both[:, 0] = -np.inf
-    both[:, 1::2] = table
-    both[:, 2::2] = np.nextafter(table, dtype(np.inf))
-    top = np.where(present, table, -np.inf).max(1)  # each row's largest threshold
-    below = _count_below(np.ascontiguousarray(dist, dtype=dtype), both, top)
-    less, less_eq = below[:, 1 : 2 * width : 2], below[:, 2 : 2 * width + 1 : 2]
-    ties = ((less_eq - less > 1) & present).any(1) | dup
+    less, less_eq = _count_below(dist, table, present)
+    tied = present & (less_eq - less > 1)  # another entry at exactly this distance
+    n_tied = tied.sum(1)
+    many = n_tied > MAX_TIED
+    for i, m in zip(*np.nonzero(tied & ~many[:, None]), strict=True):
+        less[i, m] += np.count_nonzero(dist[i, : gidx[i, m]] == table[i, m])
     removed_before = np.cumsum(is_removed, 1) - is_removed
     rank = less - removed_before  # 0-based rank in the filtered list
     hits = present & ~is_removed
@@ -150,8 +155,8 @@ def _stats_by_counting(dist, q_pids, g_pids, q_cams, g_cams, g_sorted):
     first = np.where(hits, rank, np.iinfo(np.int64).max).min(1)
     inp = num_pos / (np.where(hits, rank, -1).max(1) + 1).clip(min=1)
     valid = num_pos > 0
-    if ties.any():
-        idx = np.nonzero(ties)[0]
+    if many.any():
+        idx = np.nonzero(many)[0]
         f, a, i, v = _stats_by_sort(dist[idx], q_pids[idx], g_pids, q_cams[idx], g_cams)
         first[idx], ap[idx], inp[idx], valid[idx] = f, a, i, v
     return first, ap, inp, valid
