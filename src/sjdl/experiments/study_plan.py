@@ -67,17 +67,14 @@ def _rows() -> dict[str, tuple[str, str | None, str | None]]:
 
 
 ROWS = _rows()
-DEFAULT_ROWS = [
+DEFAULT_ROWS = [  # chosen on the development split (README "Development split")
     "imagenet",
     "baseline",
     "baseline_clear",
-    "baseline_aug",
-    "jdl",
     "sjdl",
-    "baseline+bn_train",
+    "recommended",
     "baseline+bn_gallery",
-    "sjdl+bn_gallery",
-    "baseline_aug+bn_gallery",
+    "recommended+bn_gallery",
 ]
 TESTS = ("clear", "foggy", *UNSEEN_KINDS)  # the unseen kinds: fog no training uses
 FIELDS = ["row", "density", "test", "seed", "mAP", "R1", "R5", "mINP", "PSNR", "SSIM"]
