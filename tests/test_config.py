@@ -107,8 +107,8 @@ def test_parse_overrides_types():
 
 @pytest.mark.parametrize(
     ("name", "preset"),
-    [(n, p) for n in ("fvrid_syn", "fvrid_real") for p in ("official", "printed")]
-    + [("demo", "printed")],  # the demo is a MobileNetV2 run: it sets the backbone itself
+    [(n, p) for n in ("fvrid_syn", "fvrid_real") for p in ("official", "printed", "recommended")]
+    + [("demo", "printed"), ("demo", "recommended")],  # the demo sets its backbone itself
 )
 def test_bundled_yaml_never_overrides_a_preset_key(name, preset):
     from sjdl.config import PRESET_VALUES
@@ -143,9 +143,11 @@ def test_printed_preset_changes_nothing_outside_eq11():
     assert load_config(overrides=["preset=printed"]).model.backbone == "resnet50"
 
 
-def test_recommended_preset_is_the_paper_method_with_clear_twins_and_consistency():
+def test_recommended_preset_is_reid_on_clear_twins_with_consistency():
     paper, rec = load_config(), load_config(overrides=["preset=recommended"])
-    assert rec.data.clear_twins and not paper.data.clear_twins and rec.method == "sjdl"
+    assert rec.method == "baseline" and rec.data.clear_twins and not paper.data.clear_twins
     assert (rec.loss.lambda_consistency, paper.loss.lambda_consistency) == (1.0, 0.0)
     rec.loss.lambda_consistency = 0.0
     assert rec.model == paper.model and rec.loss == paper.loss and rec.train == paper.train
+    # the joint-defogging variant stays one key away
+    assert load_config(overrides=["preset=recommended", "method=sjdl"]).method == "sjdl"

@@ -14,10 +14,12 @@ def test_demo_quick_writes_report_and_summary(tmp_path):
     assert summary["seconds"] > 0 and summary["quick"] is True
     rows = {(r["model"], r["test"]): r for r in summary["rows"]}
     tests = ("clear", "foggy", "unseen-patchy", "unseen-scatter", "unseen")
-    assert set(rows) == {(m, t) for m in ("imagenet", "baseline", "recommended") for t in tests}
+    assert set(rows) == {
+        (m, t) for m in ("imagenet", "baseline", "sjdl", "recommended") for t in tests
+    }
     for (model, _test), row in rows.items():
         assert 0 <= row["mAP"] <= 100 and 0 <= row["R1"] <= row["R5"] <= 100
-        restores = model == "recommended"  # FIRM restores every test set that has clear targets
+        restores = model == "sjdl"  # FIRM restores every test set that has clear targets
         assert (row["PSNR"] is not None) == restores and (row["SSIM"] is not None) == restores
     for model in (
         "imagenet",
@@ -31,18 +33,19 @@ def test_demo_quick_writes_report_and_summary(tmp_path):
     assert 0 < summary["input_quality"]["SSIM"] < 1 and summary["input_quality"]["PSNR"] > 5
     # ImageNet features are the same whichever method is trained next: clear beats foggy
     assert rows[("imagenet", "clear")]["mAP"] != rows[("imagenet", "foggy")]["mAP"]
-    stats = summary["real_crops"]["recommended"]
+    stats = summary["real_crops"]["sjdl"]
     assert {"input_dark_channel", "restored_dark_channel", "restored_tv_per_pixel"} <= set(stats)
     html = (out / "report.html").read_text()
-    assert "imagenet" in html and "Baseline" in html and "recommended recipe" in html
+    assert "imagenet" in html and "Baseline" in html and "SJDL" in html
+    assert "Recommended recipe" in html
     assert "foggy input itself" in html
     images = re.findall(r"src='([^']+)'", html)
     # rank lists x2, restorations of clear / foggy / unseen test images, real crops, curves x2
     assert len(images) >= 8
     for test in ("clear", "unseen-patchy"):
-        assert (out / "recommended" / f"restoration_{test}.png").is_file()
+        assert (out / "sjdl" / f"restoration_{test}.png").is_file()
     for src in images:
         assert (out / src).is_file(), src
-    for method in ("baseline", "recommended"):
+    for method in ("baseline", "sjdl", "recommended"):
         assert (out / method / "checkpoints" / "last.safetensors").is_file()
     assert "summary.json" in result.output.replace("\n", "")

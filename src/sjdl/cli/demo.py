@@ -1,5 +1,5 @@
-"""``sjdl demo``: ImageNet features vs Baseline vs SJDL's recommended recipe on the embedded
-data (clear, foggy and unseen-fog tests), with a report."""
+"""``sjdl demo``: ImageNet features vs Baseline vs SJDL vs the recommended recipe on the
+embedded data (clear, foggy and unseen-fog tests), with a report."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def demo_command(
     quick: bool = typer.Option(False, help="A tiny run (< 1 minute) to check the pipeline."),
     overrides: list[str] | None = typer.Argument(None, help="Extra overrides key=value."),
 ):
-    """Train Baseline and SJDL's recommended recipe on the embedded demo data, evaluate them
+    """Train Baseline, SJDL and the recommended recipe on the embedded demo data, evaluate them
     and untrained ImageNet features on clear, foggy and unseen-fog test images, write a report."""
     from ..config import ConfigError
     from ..data import DatasetError

@@ -70,7 +70,7 @@ def study_command(
         None,
         help="Rows, comma-separated: imagenet, clear_reid, dcp_reid, firm_reid, baseline, "
         "baseline_clear, baseline_aug, baseline_cons, clear_cons, jdl, sjdl_wo_sc, sjdl, sjdl_aug, "
-        "sjdl_dsbn, sjdl_clear, baseline_2x, recommended, and any trained row "
+        "sjdl_dsbn, sjdl_clear, sjdl_clear_cons, baseline_2x, recommended, and any trained row "
         "with +bn_train or +bn_gallery (BN statistics re-estimated) [default: README].",
     ),
     split: str = typer.Option(

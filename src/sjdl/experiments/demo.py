@@ -1,5 +1,5 @@
-"""The demo: ImageNet features vs Baseline vs SJDL's recommended recipe on the embedded data,
-clear, foggy and unseen-fog tests,
+"""The demo: ImageNet features vs Baseline vs SJDL vs the recommended recipe on the embedded
+data, clear, foggy and unseen-fog tests,
 restorations of synthetic and real foggy images, ``report.html`` and ``summary.json``."""
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from .study_data import fog_unseen, read_unseen
 # trained rows: name -> (label, overrides on configs/demo.yaml)
 TRAINED = {
     "baseline": ("Baseline", ["method=baseline"]),
-    "recommended": ("SJDL, recommended recipe", ["method=sjdl", "preset=recommended"]),
+    "sjdl": ("SJDL", ["method=sjdl"]),
+    "recommended": ("Recommended recipe (clear twins + consistency)", ["preset=recommended"]),
 }
 METHODS = {name: label for name, (label, _) in TRAINED.items()}
 LABELS = {"imagenet": "ImageNet features, no ReID training", **METHODS}
@@ -165,7 +166,7 @@ def run_demo(
     notes += _notes(cfg, seconds, quick, real)
     return write_report(
         out / "report.html",
-        "sjdl demo: ImageNet vs Baseline vs SJDL (recommended recipe) in fog",
+        "sjdl demo: ImageNet vs Baseline vs SJDL vs the recommended recipe in fog",
         [_table(rows, inq)],
         figures,
         notes,
@@ -178,11 +179,11 @@ def _notes(cfg, seconds: float, quick: bool, real: dict) -> list[str]:
         f"whole demo: {seconds:.0f} s" + (" (quick mode: a pipeline check only)" if quick else ""),
         f"All rows: {cfg.model.backbone} from its ImageNet weights, {size} images, features "
         "L2-normalised, Euclidean distance. 'imagenet' = those weights with no ReID training "
-        "(GAP feature, last stride 2 as trained on ImageNet); Baseline and the recipe are trained "
+        "(GAP feature, last stride 2 as trained on ImageNet); the trained rows are trained "
         f"with the same epochs, schedule and seed (configs/demo.yaml, last stride "
-        f"{cfg.model.last_stride}); the recipe (preset=recommended) also trains on each foggy "
-        "image's clear twin (so its epochs are twice as long) with the foggy/clear embedding "
-        "consistency.",
+        f"{cfg.model.last_stride}); the recommended recipe (preset=recommended, the ReID network "
+        "alone) also trains on each foggy image's clear twin (so its epochs are twice as long) "
+        "with the foggy/clear embedding consistency.",
         f"Unseen fog: the test images fogged with {' and '.join(UNSEEN_KINDS)} fog (sjdl fog "
         "--kind), which no training uses; 'unseen' is the mean over those kinds.",
     ]

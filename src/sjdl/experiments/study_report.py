@@ -31,7 +31,8 @@ LABELS = {
     "sjdl_dsbn": "SJDL, own BN for real images",
     "sjdl_clear": "SJDL on foggy + clear twins",
     "baseline_2x": "Baseline, twice the steps (as many as with clear twins)",
-    "recommended": "Recommended recipe (preset=recommended)",
+    "sjdl_clear_cons": "SJDL on foggy + clear twins + consistency",
+    "recommended": "Recommended: foggy + clear twins + consistency (preset=recommended)",
 }
 ADAPT_LABELS = {"train": "BN re-estimated on train images", "gallery": "BN re-estimated on gallery"}
 COLORS = {  # one colour per row, the same in every panel
@@ -40,7 +41,7 @@ COLORS = {  # one colour per row, the same in every panel
     "dcp_reid": (188, 189, 34),
     "firm_reid": (23, 190, 207),
     "baseline": (31, 119, 180),
-    "baseline_clear": (227, 119, 194),
+    "baseline_clear": (255, 187, 120),
     "baseline_aug": (44, 160, 44),
     "jdl": (255, 127, 14),
     "sjdl_wo_sc": (148, 103, 189),
@@ -51,7 +52,8 @@ COLORS = {  # one colour per row, the same in every panel
     "sjdl_dsbn": (127, 127, 127),
     "sjdl_clear": (120, 0, 60),
     "baseline_2x": (0, 60, 120),
-    "recommended": (214, 39, 40),
+    "sjdl_clear_cons": (90, 20, 20),
+    "recommended": (227, 119, 194),
 }
 
 
