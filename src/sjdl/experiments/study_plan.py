@@ -74,6 +74,7 @@ ROWS = _rows()
 DEFAULT_ROWS = [  # chosen on the development split (README "Development split")
     "imagenet",
     "baseline",
+    "baseline_2x",
     "baseline_clear",
     "sjdl",
     "recommended",
