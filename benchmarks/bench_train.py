@@ -42,7 +42,7 @@ def run(method, backbone, size, steps, p, k, device, autocast=None, channels_las
         t = time.perf_counter()
         ctx = torch.autocast(device.type, dtype=autocast) if autocast else nullcontext()
         with ctx:
-            out, out_r = joint(x, x, real if use_real else None, real if use_real else None)
+            out, out_r, _ = joint(x, x, real if use_real else None, real if use_real else None)
             loss = comp.supervised(out, pids, x)["total"]
             if use_real:
                 loss = loss + comp.unsupervised(out_r, real, None)["total"]
