@@ -301,3 +301,18 @@ def test_recommended_row_trains_the_presets_keys_and_the_preset_is_no_study_over
     with pytest.raises(StudyError, match="use --rows recommended"):
         check_overrides(["preset=recommended"])
     check_overrides(["preset=official"])  # every row in the released code's setting is fine
+
+
+def test_epoch_length_factor_matches_the_configs_clear_twins_and_the_sjdl_recipe_row(tmp_path):
+    """The time-left bar's 2x epoch length is set for exactly the kinds whose config trains on
+    the clear twins; the SJDL-with-recipe row is the recipe with SJDL's method."""
+    from sjdl.experiments.study import Study
+    from sjdl.experiments.study_plan import EPOCH_LENGTH, TRAININGS, StudySettings
+
+    study = Study(tmp_path / "s", StudySettings().resolved())
+    study.roots = {"dense": tmp_path / "d"}
+    for kind in TRAININGS:
+        if kind != "imagenet":
+            assert study.config((kind, "dense", 0)).data.clear_twins == (kind in EPOCH_LENGTH)
+    cons = dict(x.split("=", 1) for x in TRAININGS["sjdl_clear_cons"])
+    assert cons == {**dict(x.split("=", 1) for x in TRAININGS["recommended"]), "method": "sjdl"}

@@ -102,9 +102,10 @@ def _count_below(dist: np.ndarray, t: np.ndarray, present: np.ndarray):
             counts = torch.bincount(bins, minlength=nq * (w + 1)).view(nq, w + 1)
             out.append(counts.cumsum(1)[:, :w].numpy())
         return out[0], out[1]
-    rows = np.sort(dist, axis=1)
-    less = np.stack([np.searchsorted(x, y, "left") for x, y in zip(rows, t, strict=True)])
-    less_eq = np.stack([np.searchsorted(x, y, "right") for x, y in zip(rows, t, strict=True)])
+    less, less_eq = np.empty(t.shape, np.int64), np.empty(t.shape, np.int64)
+    for i, row in enumerate(np.sort(dist, axis=1)):
+        less[i] = np.searchsorted(row, t[i], "left")
+        less_eq[i] = np.searchsorted(row, t[i], "right")
     return less, less_eq
 
 

@@ -33,6 +33,7 @@ from .study_data import (
 )
 from .study_eval import StudyEvaluation
 from .study_plan import (
+    EPOCH_LENGTH,
     EPOCH_SCALE,
     EVAL_COST,
     ROWS,
@@ -145,8 +146,7 @@ class Study(StudyEvaluation):
 
     def cost(self, run) -> float:
         kind = run[0]
-        twins = 2 if "data.clear_twins=true" in TRAININGS.get(kind, []) else 1  # longer epochs
-        steps = self.steps_per_epoch() * twins * STEP_COST[kind]
+        steps = self.steps_per_epoch() * EPOCH_LENGTH.get(kind, 1) * STEP_COST[kind]
         return self.s.epochs * EPOCH_SCALE.get(kind, 1) * (steps + VAL_COST)
 
     def remaining_cost(self, todo) -> float:

@@ -8,7 +8,7 @@ import io
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ..config import PRESET_VALUES
+from ..config import PRESET_VALUES, parse_overrides
 from ..data.fog_kinds import UNSEEN_KINDS
 from ..storage import write_atomic
 from .study_data import DENSITIES
@@ -20,6 +20,14 @@ class StudyError(ValueError):
 
 # training kind -> config overrides (on configs/demo.yaml); "imagenet" trains nothing
 AUGMENT_KINDS = ("uniform", "tinted")  # fog augmentation: disjoint from UNSEEN_KINDS
+RECIPE = PRESET_VALUES["recommended"]  # the keys of `preset: recommended` (config.py)
+
+
+def _keys(values: dict) -> list[str]:
+    """``{"data.clear_twins": True}`` -> ``["data.clear_twins=true"]`` (override syntax)."""
+    return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in values.items()]
+
+
 TRAININGS = {
     "imagenet": [],
     "clear": ["method=baseline"],
@@ -39,14 +47,12 @@ TRAININGS = {
     # the control of the clear twins' extra steps: their epochs are twice as long
     "baseline_2x": ["method=baseline"],
     # SJDL with the recipe's clear twins and consistency (a candidate for the recipe)
-    "sjdl_clear_cons": ["method=sjdl", "data.clear_twins=true", "loss.lambda_consistency=1.0"],
-    # the recommended recipe: the keys of `preset: recommended` (config.py)
-    "recommended": [
-        f"{k}={str(v).lower() if isinstance(v, bool) else v}"
-        for k, v in PRESET_VALUES["recommended"].items()
-    ],
+    "sjdl_clear_cons": _keys({**RECIPE, "method": "sjdl"}),
+    "recommended": _keys(RECIPE),
 }
 EPOCH_SCALE = {"baseline_2x": 2}  # epochs (and the LR schedule in epochs) x this
+# steps per epoch x this: the clear twins join the foggy images as ReID training images
+EPOCH_LENGTH = {k: 2 for k, v in TRAININGS.items() if parse_overrides(v).get("data.clear_twins")}
 # BatchNorm statistics re-estimated after training (evaluation/adapt.py), on: the synthetic
 # training images ("train"), or the unlabelled gallery images of each test set ("gallery")
 ADAPT = ("train", "gallery")
