@@ -33,7 +33,10 @@ from .test_serve import setup  # noqa: F401 - the module fixture
             "0.0.0.0",
             ("mybox.lan",),
             ["192.168.1.5:8000", "mybox.lan:8000", "localhost", "[fe80::1]:8000"],
-            ["evil.example", "mybox.lan.evil.example", "other.lan", "[nonsense]"],
+            # names of public rebinding services that resolve to a chosen address are names,
+            # not IP literals: refused (a browser sends an address only when the user typed it)
+            ["evil.example", "mybox.lan.evil.example", "other.lan", "[nonsense]"]
+            + ["127.0.0.1.nip.io", "7f000001.c0a80105.rbndr.us", "2130706433", "0x7f000001"],
         ),
         ("192.168.1.5", (), ["192.168.1.5:8000"], ["localhost", "10.0.0.1", "evil.example"]),
         ("::1", (), ["[::1]:8000", "localhost"], ["evil.example"]),
