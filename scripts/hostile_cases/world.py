@@ -242,6 +242,7 @@ class World:
             stdout=f,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=_terminal_signals,
         )
         proc.log_file = f
         return proc
@@ -296,6 +297,14 @@ class World:
         dst = self.new(name)
         shutil.copytree(self.base_index(), dst)
         return dst
+
+
+def _terminal_signals() -> None:
+    """Ctrl-C as at a terminal: a probe started in the background (``nohup ... &``) would
+    otherwise pass on SIGINT ignored, and the Ctrl-C cases would test nothing."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _file_limit(mb: int):
