@@ -316,3 +316,28 @@ def test_epoch_length_factor_matches_the_configs_clear_twins_and_the_sjdl_recipe
             assert study.config((kind, "dense", 0)).data.clear_twins == (kind in EPOCH_LENGTH)
     cons = dict(x.split("=", 1) for x in TRAININGS["sjdl_clear_cons"])
     assert cons == {**dict(x.split("=", 1) for x in TRAININGS["recommended"]), "method": "sjdl"}
+
+
+def test_tests_are_selectable_and_may_grow_in_one_folder(tmp_path):
+    """--tests clear,foggy fogs and evaluates nothing else; a later --tests patchy in the same
+    folder adds that test set only, without retraining; unknown names are refused."""
+    out = tmp_path / "study"
+    runner = CliRunner()
+    quick = ["study", "--quick", "--rows", "imagenet,baseline", "-o", str(out)]
+    result = runner.invoke(app, [*quick, "--tests", "clear,foggy"])
+    assert result.exit_code == 0, result.output
+    assert {(r["row"], r["test"]) for r in _rows(out / "metrics.csv")} == {
+        (row, test) for row in ("imagenet", "baseline") for test in ("clear", "foggy")
+    }
+    assert not list((out / "data").glob("*patchy*")) and not list((out / "data").glob("*scatter*"))
+    assert "| dense | unseen |" not in (out / "summary.md").read_text()
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()}
+    result = runner.invoke(app, [*quick, "--tests", "patchy"])
+    assert result.exit_code == 0, result.output
+    assert "training" not in result.output
+    assert stamps == {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*") if p.is_file()}
+    tests = [r["test"] for r in _rows(out / "metrics.csv")]
+    assert tests.count("patchy") == 2 and "scatter" not in tests
+    assert "| dense | patchy | Baseline" in (out / "summary.md").read_text()
+    result = runner.invoke(app, [*quick, "--tests", "fog"])
+    assert result.exit_code == 2 and "unknown test 'fog'" in result.output

@@ -73,6 +73,11 @@ def study_command(
         "sjdl_dsbn, sjdl_clear, sjdl_clear_cons, baseline_2x, recommended, and any trained row "
         "with +bn_train or +bn_gallery (BN statistics re-estimated) [default: README].",
     ),
+    tests: str = typer.Option(
+        None,
+        help="Test sets, comma-separated: clear, foggy (the training fog), patchy, scatter "
+        "(fog kinds no training uses) [default: all].",
+    ),
     split: str = typer.Option(
         "test",
         help="test: the study's test ids; dev: a development split disjoint from them and "
@@ -106,6 +111,8 @@ def study_command(
         changes["densities"] = _names(densities)
     if rows is not None:
         changes["rows"] = _names(rows)
+    if tests is not None:
+        changes["tests"] = _names(tests)
     if size is not None:
         try:
             h, w = (int(x) for x in size.lower().split("x"))

@@ -38,7 +38,6 @@ from .study_plan import (
     EVAL_COST,
     ROWS,
     STEP_COST,
-    TESTS,
     TRAININGS,
     VAL_COST,
     StudyError,
@@ -89,7 +88,8 @@ class Study(StudyEvaluation):
         prepare_split(data, self.s.test_ids, self.s.split_seed, dev_ids=_dev(self.s))
         self.roots = {d: prepare_density(data, d, self.s.fog_seed) for d in self.s.densities}
         for kind in UNSEEN_KINDS:
-            self.roots[f"unseen-{kind}"] = prepare_unseen(data, kind, self.s.fog_seed)
+            if kind in self.s.tests:
+                self.roots[f"unseen-{kind}"] = prepare_unseen(data, kind, self.s.fog_seed)
         if any(ROWS[r][0] == "clear" for r in self.s.rows):
             self.roots[""] = prepare_clear(data)
 
@@ -132,7 +132,7 @@ class Study(StudyEvaluation):
             for seed in self.s.seeds
             for density in self.s.densities
             for row in self.s.rows
-            if not all(eval_key(row, density, t, seed) in self.done for t in TESTS)
+            if not all(eval_key(row, density, t, seed) in self.done for t in self.s.tests)
         ]
 
     def trained(self, run) -> bool:
@@ -151,9 +151,8 @@ class Study(StudyEvaluation):
 
     def remaining_cost(self, todo) -> float:
         runs = {r for seed, d, row in todo for r in training_runs(row, d, seed)}
-        return sum(self.cost(r) for r in runs if not self.trained(r)) + EVAL_COST * len(
-            TESTS
-        ) * len(todo)
+        evals = EVAL_COST * len(self.s.tests) * len(todo)
+        return sum(self.cost(r) for r in runs if not self.trained(r)) + evals
 
     # work ---------------------------------------------------------------------------------
     def run(self) -> list[dict]:
@@ -272,7 +271,7 @@ def _run_study(out, settings: StudySettings, log=print, progress=None) -> list[P
     for density in settings.densities:
         q, g = study._test_records(density)["foggy"]
         quality[density] = input_quality(study.config(("baseline", density, 0)), q + g)
-    for kind in UNSEEN_KINDS:
+    for kind in (k for k in UNSEEN_KINDS if k in settings.tests):
         q, g = study._test_records(settings.densities[0])[kind]
         quality[f"unseen {kind}"] = input_quality(
             study.config(("baseline", settings.densities[0], 0)), q + g

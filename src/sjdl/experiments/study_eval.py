@@ -67,7 +67,7 @@ class StudyEvaluation:
                 "clear": (clear_records(data.query), clear_records(data.gallery)),
                 "foggy": (data.query, data.gallery),
             }
-            for test in TESTS[2:]:
+            for test in (t for t in TESTS[2:] if t in self.s.tests):
                 q, g = read_unseen(self.roots[f"unseen-{test}"])
                 # per-query arrays are paired across test sets: the same queries, same order
                 if [(r.path.name, r.pid) for r in q] != [(r.path.name, r.pid) for r in data.query]:
@@ -108,7 +108,7 @@ class StudyEvaluation:
         todo = {
             test: qg
             for test, qg in self._test_records(density).items()
-            if eval_key(row, density, test, seed) not in self.done
+            if test in self.s.tests and eval_key(row, density, test, seed) not in self.done
         }
         if adapt == "train" and todo:  # one re-estimation serves every test set
             model = self._adapted(model, cfg, self._train_sample(density))
@@ -119,7 +119,9 @@ class StudyEvaluation:
             result = evaluate_test(used, cfg, q, g, self.device)
             self._record(row, density, test, seed, q, result, time.perf_counter() - t)
         if self.progress is not None:
-            self.progress.advance(EVAL_COST * len(TESTS), f"evaluated {row}, {density}, {seed}")
+            self.progress.advance(
+                EVAL_COST * len(self.s.tests), f"evaluated {row}, {density}, {seed}"
+            )
 
     def _record(self, row, density, test, seed, q, result, seconds: float) -> None:
         per = per_query_metrics(

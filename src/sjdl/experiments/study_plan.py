@@ -107,6 +107,7 @@ class StudySettings:
     epochs: int | None = None
     densities: list[str] = field(default_factory=lambda: list(DENSITIES))
     rows: list[str] = field(default_factory=lambda: list(DEFAULT_ROWS))
+    tests: list[str] = field(default_factory=lambda: list(TESTS))  # test sets (TESTS)
     size: tuple[int, int] | None = None
     test_ids: int = 160
     val_ids: int | None = None
@@ -135,7 +136,7 @@ class StudySettings:
     def fixed(self) -> dict:
         """What every run of one study folder must share (seeds, rows, densities may grow)."""
         d = asdict(self)
-        for key in ("seeds", "rows", "densities", "resamples"):
+        for key in ("seeds", "rows", "tests", "densities", "resamples"):
             d.pop(key)
         d["size"] = list(self.size)
         return d
@@ -147,12 +148,13 @@ class StudySettings:
         for what, names, known in (
             ("row", self.rows, ROWS),
             ("density", self.densities, DENSITIES),
+            ("test", self.tests, TESTS),
         ):
             bad = [x for x in names if x not in known]
             if bad:
                 raise StudyError(f"unknown {what} {bad[0]!r} (allowed: {', '.join(known)})")
-        if not self.seeds or not self.rows or not self.densities:
-            raise StudyError("a study needs at least one seed, one row and one density")
+        if not self.seeds or not self.rows or not self.densities or not self.tests:
+            raise StudyError("a study needs at least one seed, row, density and test set")
         bad_size = len(self.size) != 2 or min(self.size) < 32 or any(x % 32 for x in self.size)
         if self.epochs < 1 or bad_size:
             raise StudyError(

@@ -125,7 +125,7 @@ def summarize(out: Path, table: list[dict], settings) -> list[dict]:
     the seeds of ``settings``; test "unseen" is the mean over the unseen fog kinds, with
     intervals that resample the same queries jointly across kinds and seeds."""
     seeds = {str(x) for x in settings.seeds}
-    table = [r for r in table if r["seed"] in seeds]
+    table = [r for r in table if r["seed"] in seeds and r["test"] in settings.tests]
     rows = []
     for density in settings.densities:
         for test, sets in _tests(table):
