@@ -289,6 +289,11 @@ def test_twice_the_steps_control_has_the_clear_twins_schedule_in_steps(tmp_path)
     assert long.train.warmup_epochs == 2 * base.train.warmup_epochs
     assert long.train.steps == [2 * e for e in base.train.steps]
     assert long.method == "baseline" and not long.data.clear_twins and base.data.clear_twins
+    longer, recipe2 = (study.config((k, "dense", 0)) for k in ("baseline_4x", "recommended_2x"))
+    assert (longer.train.epochs, longer.train.warmup_epochs) == (24, 4 * base.train.warmup_epochs)
+    assert longer.train.steps == [4 * e for e in base.train.steps]
+    assert recipe2.train.epochs == 12 and recipe2.train.steps == long.train.steps
+    assert recipe2.data.clear_twins and recipe2.loss.lambda_consistency == 1.0
 
 
 def test_recommended_row_trains_the_presets_keys_and_the_preset_is_no_study_override():

@@ -49,8 +49,12 @@ TRAININGS = {
     # SJDL with the recipe's clear twins and consistency (a candidate for the recipe)
     "sjdl_clear_cons": _keys({**RECIPE, "method": "sjdl"}),
     "recommended": _keys(RECIPE),
+    # the training-length question: Baseline at 4x and the recipe at 2x the epochs
+    "baseline_4x": ["method=baseline"],
+    "recommended_2x": _keys(RECIPE),
 }
-EPOCH_SCALE = {"baseline_2x": 2}  # epochs (and the LR schedule in epochs) x this
+# epochs (and the LR schedule in epochs) x this
+EPOCH_SCALE = {"baseline_2x": 2, "baseline_4x": 4, "recommended_2x": 2}
 # steps per epoch x this: the clear twins join the foggy images as ReID training images
 EPOCH_LENGTH = {k: 2 for k, v in TRAININGS.items() if parse_overrides(v).get("data.clear_twins")}
 # BatchNorm statistics re-estimated after training (evaluation/adapt.py), on: the synthetic
@@ -96,6 +100,7 @@ STEP_COST = {"clear": 1.0, "baseline": 1.0, "baseline_clear": 1.0, "baseline_aug
 STEP_COST.update({"jdl": 3.0, "sjdl_wo_sc": 3.4, "sjdl": 3.4, "sjdl_aug": 3.5})
 STEP_COST.update({"baseline_cons": 1.6, "clear_cons": 1.6, "sjdl_dsbn": 3.5, "sjdl_clear": 3.4})
 STEP_COST.update({"baseline_2x": 1.0, "sjdl_clear_cons": 4.0, "recommended": 1.6})
+STEP_COST.update({"baseline_4x": 1.0, "recommended_2x": 1.6})
 VAL_COST, EVAL_COST = 5.0, 8.0
 
 

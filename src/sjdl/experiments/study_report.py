@@ -33,6 +33,8 @@ LABELS = {
     "baseline_2x": "Baseline, twice the steps (as many as with clear twins)",
     "sjdl_clear_cons": "SJDL on foggy + clear twins + consistency",
     "recommended": "Recommended: foggy + clear twins + consistency (preset=recommended)",
+    "baseline_4x": "Baseline, four times the steps",
+    "recommended_2x": "Recommended, twice the epochs",
 }
 ADAPT_LABELS = {"train": "BN re-estimated on train images", "gallery": "BN re-estimated on gallery"}
 COLORS = {  # one colour per row, the same in every panel
@@ -54,6 +56,8 @@ COLORS = {  # one colour per row, the same in every panel
     "baseline_2x": (0, 60, 120),
     "sjdl_clear_cons": (90, 20, 20),
     "recommended": (227, 119, 194),
+    "baseline_4x": (0, 30, 70),
+    "recommended_2x": (150, 60, 130),
 }
 
 
