@@ -36,8 +36,9 @@ SETTINGS = {
 }
 
 
-def worker(setting: str, method: str, steps: int) -> dict:
-    """Time ``steps`` training steps (after two warm-up steps) in this process."""
+def worker(setting: str, method: str, steps: int, compiled: str = "") -> dict:
+    """Time ``steps`` training steps (after two warm-up steps) in this process; ``compiled``:
+    "firm" or "model" runs that part through ``torch.compile`` (bench_compile.py)."""
     import torch
 
     from sjdl.config import load_config
@@ -51,6 +52,8 @@ def worker(setting: str, method: str, steps: int) -> dict:
     cfg = load_config(name, overrides=[*extra, f"method={method}"])
     torch.manual_seed(0)
     model = build_model(cfg, 100, 0).train()
+    if compiled:
+        (model.firm if compiled == "firm" else model).compile()
     joint = JointForward(model, False, cfg.train.real_bn_stats)
     comp = LossComposer(cfg.loss, method, cfg.model.firm.output)
     opt = build_optimizer(model, cfg.train)
@@ -74,7 +77,12 @@ def worker(setting: str, method: str, steps: int) -> dict:
         opt.step()
         times.append(time.perf_counter() - t)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"s_per_step": statistics.median(times[2:]), "peak_rss_mb": rss_mb}
+    return {
+        "s_per_step": statistics.median(times[2:]),
+        "first_step_s": times[0],
+        "peak_rss_mb": rss_mb,
+        "loss": float(loss),
+    }
 
 
 def export(commit: str, dest: Path) -> Path:
@@ -87,9 +95,9 @@ def export(commit: str, dest: Path) -> Path:
     return dest / "src"
 
 
-def run_worker(src: Path, setting: str, method: str, steps: int) -> dict:
+def run_worker(src: Path, setting: str, method: str, steps: int, compiled: str = "") -> dict:
     env = {**os.environ, "PYTHONPATH": str(src)}
-    argv = [sys.executable, __file__, "--worker", setting, method, str(steps)]
+    argv = [sys.executable, __file__, "--worker", setting, method, str(steps), compiled]
     p = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if p.returncode:
         raise SystemExit(f"worker {method} ({src}) failed:\n{p.stderr[-2000:]}")
@@ -103,11 +111,11 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default="baseline,sjdl")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=4)
-    ap.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        setting, method, steps = args.worker
-        print(json.dumps(worker(setting, method, int(steps))))
+        setting, method, steps, compiled = args.worker
+        print(json.dumps(worker(setting, method, int(steps), compiled)))
         return 0
     sys.path.insert(0, str(HERE))
     from _common import header

@@ -26,6 +26,7 @@ Finished variants are not rerun (their row is read back from ``rows.jsonl``).
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import sys
@@ -96,15 +97,21 @@ def run_folder(name: str, runs: Path, base: list[str]) -> Path:
     return runs / hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
+@functools.cache
+def study_test_ids() -> frozenset:
+    """The study's test ids (computed once: every variant's evaluation excludes them)."""
+    s = StudySettings()
+    _, ids = split_ids(source_images(demo_root() / "FVRID_syn"), s.test_ids, s.split_seed)
+    return frozenset(ids)
+
+
 def evaluation_split(data, cfg, split: str):
     """(query, gallery) records: the validation ids less the study's test ids (``dev``), or
     the demo's test set (``test``)."""
     if split == "test":
         return data.query, data.gallery
     _, query, gallery = split_validation(data.train, cfg.train.val_ids)
-    s = StudySettings()
-    _, study_test = split_ids(source_images(demo_root() / "FVRID_syn"), s.test_ids, s.split_seed)
-    keep = set(r.pid for r in query) - set(study_test)
+    keep = set(r.pid for r in query) - study_test_ids()
     return [r for r in query if r.pid in keep], [r for r in gallery if r.pid in keep]
 
 
