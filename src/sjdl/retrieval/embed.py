@@ -67,6 +67,21 @@ def image_records(paths: list[Path], bad_names: list[str] | None = None) -> list
     return out
 
 
+def _loader(records: list[ImageRecord], size, batch_size: int, workers: int = 0) -> DataLoader:
+    """Batches of the records' images as evaluation prepares them (unreadable ones skipped)."""
+    ds = ReIDDataset(records, PairedTransform(tuple(size)), with_clear=False)
+    return DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate)
+
+
+def image_batches(records: list[ImageRecord], size, batch_size: int, progress=None):
+    """The readable images of ``records`` as (N, 3, H, W) tensors, as ``embed`` sees them."""
+    for batch in _loader(records, size, batch_size):
+        if "img" in batch:
+            if progress:
+                progress(len(batch["img"]))
+            yield batch["img"]
+
+
 @torch.no_grad()
 def embed(
     model,
@@ -85,8 +100,7 @@ def embed(
     embedding is not finite (NaN/inf) is left out too: its path goes to ``nonfinite`` when
     given, else to the skipped paths. Why each skipped image could not be read is appended to
     ``errors`` when given."""
-    ds = ReIDDataset(records, PairedTransform(tuple(size)), with_clear=False)
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate)
+    loader = _loader(records, size, batch_size, workers)
     feats, kept, skipped = [], [], []
     errors = [] if errors is None else errors
     model.eval()

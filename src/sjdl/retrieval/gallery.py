@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..storage import folder_lock, sha256_file
-from .embed import embed, image_records
+from .embed import embed, image_batches, image_records
 from .index import KINDS, GalleryIndex, IndexError_, fingerprint, recover_index
 from .outputs import check_index_name, check_index_output
 from .reid import ReID, as_list
@@ -83,11 +83,19 @@ class Gallery:
 
     @classmethod
     def build(
-        cls, paths, reid: ReID | str | Path, kind: str = "flat", *, progress: Progress | None = None
+        cls,
+        paths,
+        reid: ReID | str | Path,
+        kind: str = "flat",
+        *,
+        adapt_bn: bool = False,
+        progress: Progress | None = None,
     ) -> Gallery:
         """Embed image files and folders of images (recursively) into a new in-memory gallery;
         ``kind``: flat (exact), hnsw or ivf (approximate). Unreadable images are skipped and
-        listed in ``last_add``; ``save`` writes it."""
+        listed in ``last_add``; ``save`` writes it. ``adapt_bn``: first re-estimate the
+        model's BatchNorm statistics on these images (no labels); the index keeps them, so
+        its queries and later additions are embedded with them too."""
         if kind not in KINDS:
             raise IndexError_(f"unknown index kind {kind!r}, expected one of {', '.join(KINDS)}")
         reid = reid if isinstance(reid, ReID) else ReID.from_checkpoint(reid)
@@ -99,11 +107,18 @@ class Gallery:
                 f"no image can be indexed: every file name is not UTF-8 ({bad_names[0]})"
             )
         reasons: list[str] = []
-        feats, meta, skipped, nonfinite = _embed_records(reid, records, progress, reasons)
+        total = len(records) * (2 if adapt_bn else 1)  # two passes with the re-estimation
+        if adapt_bn:
+            tick = (lambda n: progress(n, total)) if progress else None
+            batches = image_batches(records, reid.size, max(2, reid.cfg.test.batch_size), tick)
+            reid = reid._adapted(batches, "gallery")
+        feats, meta, skipped, nonfinite = _embed_records(reid, records, progress, reasons, total)
         index = GalleryIndex.create(
             reid.dim, reid.fingerprint, kind, reid.cfg.test.metric, reid.cfg.to_yaml(), len(feats)
         )
         index.manifest["checkpoint"] = str(reid.checkpoint.resolve())
+        if reid._bn is not None:  # the statistics its embeddings were made with
+            index.manifest["bn_statistics"] = reid._bn
         index.add(feats, meta)
         gallery = cls(index, reid)
         gallery._sources = [*paths, reid.checkpoint]
@@ -125,7 +140,7 @@ class Gallery:
         index = GalleryIndex.load(folder)
         if isinstance(reid, ReID):
             index.check_fingerprint(reid.fingerprint, reid.checkpoint)
-            gallery = cls(index, reid)
+            gallery = cls(index, _with_index_bn(reid, index, folder))
         else:
             from ..models.io import resolve_checkpoint
 
@@ -144,8 +159,9 @@ class Gallery:
     def reid(self) -> ReID:
         """The model of this gallery (loaded on first use when opened without one)."""
         if self._reid is None:
-            self._reid = ReID.from_checkpoint(self._checkpoint, self._device)
-            self._reid._fingerprint = self._index.manifest["fingerprint"]  # checked at open
+            reid = ReID.from_checkpoint(self._checkpoint, self._device)
+            reid._fingerprint = self._index.manifest["fingerprint"]  # checked at open
+            self._reid = _with_index_bn(reid, self._index, self.folder or "this gallery")
         return self._reid
 
     def __len__(self) -> int:
@@ -253,10 +269,33 @@ class Gallery:
         return self._index.manifest
 
 
-def _embed_records(reid: ReID, records, progress: Progress | None, reasons=None):
+def _with_index_bn(reid: ReID, index: GalleryIndex, where) -> ReID:
+    """``reid`` with the BatchNorm statistics the index's embeddings were made with: the
+    index's re-estimated ones, or the checkpoint's (a ReID re-estimated elsewhere is refused:
+    its embeddings would not be comparable with the index's)."""
+    record = index.manifest.get("bn_statistics")
+    if record is None:
+        if reid._bn is not None:
+            raise IndexError_(
+                f"{where}: the index was built with the checkpoint's BatchNorm statistics, "
+                "this ReID has re-estimated ones (adapt_bn); load the checkpoint again"
+            )
+        return reid
+    if reid._bn is not None and reid._bn.get("sha256") == record.get("sha256"):
+        return reid
+    try:
+        return reid.with_bn_statistics(record, str(where))
+    except ValueError as e:
+        raise IndexError_(str(e)) from None
+
+
+def _embed_records(
+    reid: ReID, records, progress: Progress | None, reasons=None, total: int | None = None
+):
     """(features, [(path, pid, camid)], unreadable paths, paths with a non-finite embedding)
-    for gallery records; the reasons they could not be read go to ``reasons``."""
-    total = len(records)
+    for gallery records; the reasons they could not be read go to ``reasons``; ``progress``
+    gets (images done, ``total``, default the number of records)."""
+    total = total or len(records)
     nonfinite: list[str] = []
     feats, kept, skipped = embed(
         reid.model,

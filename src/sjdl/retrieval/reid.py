@@ -88,6 +88,7 @@ class ReID:
     def __init__(self, model, cfg, device: torch.device, checkpoint: Path):
         self.model, self.cfg, self.device, self.checkpoint = model, cfg, device, checkpoint
         self._fingerprint: str | None = None
+        self._bn: dict | None = None  # re-estimated BatchNorm statistics (bn_stats.encode)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> ReID:
@@ -103,7 +104,50 @@ class ReID:
 
     def __repr__(self) -> str:
         firm = "with FIRM" if self.has_firm else "no FIRM"
-        return f"ReID({str(self.checkpoint)!r}, {self.dim}-d, {firm}, device={self.device})"
+        bn = f", BN re-estimated on {self._bn['images']} images" if self._bn else ""
+        return f"ReID({str(self.checkpoint)!r}, {self.dim}-d, {firm}{bn}, device={self.device})"
+
+    @property
+    def bn_statistics(self) -> dict | None:
+        """None when the BatchNorm statistics are the checkpoint's; else where they were
+        re-estimated: ``{"source", "images", "sha256"}``."""
+        return (
+            None if self._bn is None else {k: v for k, v in self._bn.items() if k != "npz_base64"}
+        )
+
+    def adapt_bn(self, images, batch_size: int | None = None, source: str = "images") -> ReID:
+        """A copy whose BatchNorm statistics are re-estimated on ``images`` (any kind ``embed``
+        takes; no labels, no gradient, FIRM does not run): the copy embeds as a model that
+        has seen these cameras' image statistics. This model is not changed."""
+        items = as_list(images)
+        bs = max(2, batch_size or self.cfg.test.batch_size)
+        side = max(self.size)
+        batches = (
+            torch.stack(
+                [
+                    resize(load_image(x, _name(x, s + i), side), self.size)
+                    for i, x in enumerate(items[s : s + bs])
+                ]
+            )
+            for s in range(0, len(items), bs)
+        )
+        return self._adapted(batches, source)
+
+    def _adapted(self, batches, source: str) -> ReID:
+        from .bn_stats import adapt_model, encode
+
+        model, seen = adapt_model(self.model, batches, self.device)
+        copy = ReID(model, self.cfg, self.device, self.checkpoint)
+        copy._fingerprint, copy._bn = self._fingerprint, encode(model, source, seen)
+        return copy
+
+    def with_bn_statistics(self, record: dict, where: str) -> ReID:
+        """A copy using the BatchNorm statistics of ``record`` (as an index stores them)."""
+        from .bn_stats import apply
+
+        copy = ReID(apply(self.model, record, where), self.cfg, self.device, self.checkpoint)
+        copy._fingerprint, copy._bn = self._fingerprint, dict(record)
+        return copy
 
     @property
     def dim(self) -> int:
