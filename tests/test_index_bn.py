@@ -50,6 +50,15 @@ def test_adapted_index_keeps_its_statistics_for_queries_and_additions(setup, tmp
     hit = sjdl.Gallery.open(idx).search(adapted.embed(new)[0], k=1)[0]
     assert hit.path.endswith("frame_1.jpg") and hit.distance < 1e-3  # added with the same BN
     assert sjdl.Gallery.open(idx).search(reid.embed(new)[0], k=1)[0].distance > 1e-3
+    from starlette.testclient import TestClient
+
+    from sjdl.retrieval.server import create_app
+
+    with TestClient(create_app(sjdl.Gallery.open(idx)), base_url="http://127.0.0.1") as c:
+        info = c.get("/api/info").json()
+        assert info["bn_images"] == len(gallery_paths) and info["images"] == 5
+        r = c.post("/api/search", params={"k": 1}, content=new.read_bytes())
+        assert r.status_code == 200 and r.json()["results"][0]["distance"] < 1e-3
 
 
 def test_plain_index_refuses_an_adapted_reid_and_stats_must_fit(setup, tmp_path):

@@ -148,6 +148,8 @@ class SearchService:
                 "checkpoint": os.path.basename(m.get("checkpoint", "")),
                 "fingerprint": m["fingerprint"],
                 "firm": g.reid.has_firm,
+                # images the BatchNorm statistics were re-estimated on (index build --adapt-bn)
+                "bn_images": (m.get("bn_statistics") or {}).get("images"),
                 "max_upload": self.max_upload,
                 "max_pixels": self.max_pixels,
                 "max_k": MAX_K,

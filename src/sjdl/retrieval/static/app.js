@@ -32,7 +32,8 @@ async function loadInfo() {
     const name = info.checkpoint + (info.fingerprint ? ` (${info.fingerprint.slice(0, 12)})` : "");
     $("info").textContent =
       `gallery of ${info.images} images · ${info.dim}-d ${info.kind} index · ` +
-      `model ${name}` + (info.firm ? " · with FIRM" : " · no FIRM");
+      `model ${name}` + (info.firm ? " · with FIRM" : " · no FIRM") +
+      (info.bn_images ? ` · BatchNorm statistics of ${info.bn_images} gallery images` : "");
   } catch (err) {
     $("info").textContent = `cannot reach the server: ${err.message}`;
   }
