@@ -63,11 +63,10 @@ class StudyEvaluation:
         """test name -> (query, gallery) records of that density's test sets."""
         if density not in self._tests:
             data = read_dataset(self.config(("baseline", density, 0)).data, with_real=False)
-            tests = {}  # only the test sets asked for (--tests)
-            if "clear" in self.s.tests:
-                tests["clear"] = (clear_records(data.query), clear_records(data.gallery))
-            if "foggy" in self.s.tests:
-                tests["foggy"] = (data.query, data.gallery)
+            tests = {  # always: the foggy input's quality is reported for every density
+                "clear": (clear_records(data.query), clear_records(data.gallery)),
+                "foggy": (data.query, data.gallery),
+            }
             for test in (t for t in TESTS[2:] if t in self.s.tests):
                 q, g = read_unseen(self.roots[f"unseen-{test}"])
                 # per-query arrays are paired across test sets: the same queries, same order
