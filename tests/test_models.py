@@ -193,3 +193,34 @@ def test_residual_firm_starts_as_the_identity_and_stays_in_range(small_cfg):
         model.firm.enhance.refine3.bias.fill_(5.0)
     j_enh = model(foggy).restored[1]
     assert float(j_enh.min()) >= 0 and float(j_enh.max()) <= 1
+
+
+def test_cfsm_grad_scales_only_the_restoration_gradient_into_cfsm():
+    """model.firm.cfsm_grad: FIRM's own gradients are unchanged; CFSM's gradient from a
+    restoration loss is scaled by the factor (0: none at all); the forward is unchanged."""
+    from sjdl.config import load_config
+    from sjdl.config_ranges import ConfigError
+
+    x = torch.rand(2, 3, 64, 64)
+    grads, outs = {}, {}
+    for factor in (1.0, 0.5, 0.0):
+        torch.manual_seed(0)
+        cfg = load_config(overrides=["model.backbone=resnet18", f"model.firm.cfsm_grad={factor}"])
+        model = build_model(cfg, 4).train()
+        out = model(x)
+        out.restored[1].sub(0.5).abs().mean().backward()  # a restoration loss only
+        outs[factor] = out.restored[1].detach()
+        grads[factor] = {
+            part: torch.cat([p.grad.flatten() for p in module.parameters() if p.grad is not None])
+            if any(p.grad is not None for p in module.parameters())
+            else torch.zeros(0)
+            for part, module in (("cfsm", model.cfsm), ("firm", model.firm))
+        }
+    assert torch.equal(outs[1.0], outs[0.5]) and torch.equal(outs[1.0], outs[0.0])
+    assert torch.allclose(grads[0.5]["firm"], grads[1.0]["firm"])
+    assert torch.allclose(grads[0.0]["firm"], grads[1.0]["firm"])
+    assert grads[1.0]["cfsm"].abs().max() > 0
+    assert torch.allclose(grads[0.5]["cfsm"], 0.5 * grads[1.0]["cfsm"], atol=1e-7)
+    assert grads[0.0]["cfsm"].numel() == 0 or grads[0.0]["cfsm"].abs().max() == 0
+    with pytest.raises(ConfigError, match="model.firm.cfsm_grad"):
+        load_config(overrides=["model.firm.cfsm_grad=-1"])

@@ -346,3 +346,19 @@ def test_tests_are_selectable_and_may_grow_in_one_folder(tmp_path):
     assert "| dense | patchy | Baseline" in (out / "summary.md").read_text()
     result = runner.invoke(app, [*quick, "--tests", "fog"])
     assert result.exit_code == 2 and "unknown test 'fog'" in result.output
+
+
+def test_cfsm_grad_rows_are_sjdl_with_the_scaled_restoration_gradient(tmp_path):
+    from sjdl.experiments.study import Study
+    from sjdl.experiments.study_plan import StudyError, StudySettings, check_overrides
+
+    study = Study(tmp_path / "s", StudySettings(epochs=6).resolved())
+    study.roots = {"paper": tmp_path / "d"}
+    cfgs = {k: study.config((k, "paper", 0)) for k in ("sjdl", "sjdl_detach", "sjdl_grad01")}
+    assert {k: (c.method, c.model.firm.cfsm_grad) for k, c in cfgs.items()} == {
+        "sjdl": ("sjdl", 1.0),
+        "sjdl_detach": ("sjdl", 0.0),
+        "sjdl_grad01": ("sjdl", 0.1),
+    }
+    with pytest.raises(StudyError, match="--rows"):
+        check_overrides(["model.firm.cfsm_grad=0.5"])

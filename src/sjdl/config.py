@@ -41,6 +41,9 @@ class FIRMConfig:
     # final convs zero-initialised so FIRM starts as the identity (README: restoration)
     output: Literal["unit", "tanh", "residual"] = "unit"
     width: int = 64  # channels after the first stage (64 as released); smaller = faster on CPU
+    # not in the paper: scale of the restoration losses' gradient into CFSM (1 = joint
+    # training as published; 0 = FIRM learns on CFSM features it cannot change)
+    cfsm_grad: float = 1.0
 
 
 @dataclass

@@ -66,6 +66,7 @@ RANGES: dict[str, Range] = {
     "model.last_stride": Range(1, 2),
     "model.firm.res_blocks": Range(1, 16),
     "model.firm.width": Range(2, 1024, note="an even number of channels"),
+    "model.firm.cfsm_grad": Range(0.0, 1e6, note="0 = no restoration gradient into CFSM"),
     "data.size_train": SIDE,
     "data.size_test": SIDE,
     "data.num_ids": Range(2, 4096, note="P of the P x K sampler; triplets need 2"),

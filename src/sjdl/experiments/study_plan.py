@@ -52,6 +52,9 @@ TRAININGS = {
     # the training-length question: Baseline at 4x and the recipe at 2x the epochs
     "baseline_4x": ["method=baseline"],
     "recommended_2x": _keys(RECIPE),
+    # how much of the restoration gradient reaches CFSM (1 in sjdl): none, or a tenth
+    "sjdl_detach": ["method=sjdl", "model.firm.cfsm_grad=0"],
+    "sjdl_grad01": ["method=sjdl", "model.firm.cfsm_grad=0.1"],
 }
 # epochs (and the LR schedule in epochs) x this
 EPOCH_SCALE = {"baseline_2x": 2, "baseline_4x": 4, "recommended_2x": 2}
@@ -100,7 +103,9 @@ STEP_COST = {"clear": 1.0, "baseline": 1.0, "baseline_clear": 1.0, "baseline_aug
 STEP_COST.update({"jdl": 3.0, "sjdl_wo_sc": 3.4, "sjdl": 3.4, "sjdl_aug": 3.5})
 STEP_COST.update({"baseline_cons": 1.6, "clear_cons": 1.6, "sjdl_dsbn": 3.5, "sjdl_clear": 3.4})
 STEP_COST.update({"baseline_2x": 1.0, "sjdl_clear_cons": 4.0, "recommended": 1.6})
-STEP_COST.update({"baseline_4x": 1.0, "recommended_2x": 1.6})
+STEP_COST.update(
+    {"baseline_4x": 1.0, "recommended_2x": 1.6, "sjdl_detach": 3.2, "sjdl_grad01": 3.4}
+)
 VAL_COST, EVAL_COST = 5.0, 8.0
 
 
@@ -177,6 +182,7 @@ CONTROLLED = {
     "data.clear_twins": "--rows (baseline_clear, clear_cons, sjdl_clear)",
     "loss.lambda_consistency": "--rows (baseline_cons, clear_cons)",
     "model.dsbn": "--rows (sjdl_dsbn)",
+    "model.firm.cfsm_grad": "--rows (sjdl_detach, sjdl_grad01)",
     "data.fog_augment": "--rows (*_aug)",
     "data.fog_augment_beta": "--rows (*_aug) and --densities",
     "train.epochs": "--epochs",

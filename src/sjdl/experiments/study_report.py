@@ -35,6 +35,8 @@ LABELS = {
     "recommended": "Recommended: foggy + clear twins + consistency (preset=recommended)",
     "baseline_4x": "Baseline, four times the steps",
     "recommended_2x": "Recommended, twice the epochs",
+    "sjdl_detach": "SJDL, no restoration gradient into CFSM",
+    "sjdl_grad01": "SJDL, restoration gradient into CFSM x0.1",
 }
 ADAPT_LABELS = {"train": "BN re-estimated on train images", "gallery": "BN re-estimated on gallery"}
 COLORS = {  # one colour per row, the same in every panel
@@ -58,6 +60,8 @@ COLORS = {  # one colour per row, the same in every panel
     "recommended": (227, 119, 194),
     "baseline_4x": (0, 30, 70),
     "recommended_2x": (150, 60, 130),
+    "sjdl_detach": (255, 152, 150),
+    "sjdl_grad01": (196, 156, 148),
 }
 
 

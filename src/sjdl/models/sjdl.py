@@ -97,6 +97,22 @@ class _BackboneView(nn.Module):
                 setattr(self, name, getattr(owner, name))
 
 
+class _ScaleGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, factor):
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.factor, None
+
+
+def scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """``x`` unchanged forward; its gradient times ``factor`` backward (0: ``x.detach()``)."""
+    return x.detach() if factor == 0 else _ScaleGrad.apply(x, factor)
+
+
 class SJDL(nn.Module):
     """Joint defogging + ReID network. Train: features, logits, restored images. Eval: features."""
 
@@ -112,6 +128,7 @@ class SJDL(nn.Module):
         firm_res_blocks: int = 1,
         firm_output: str = "unit",
         firm_width: int = 64,
+        firm_cfsm_grad: float = 1.0,
         normalize: str = "imagenet",
         retrieval_feature: str = "post_bn",
     ):
@@ -136,6 +153,7 @@ class SJDL(nn.Module):
                 nn.init.normal_(head.weight, std=0.001)
                 self.heads[name] = head
         self.firm = None
+        self.firm_cfsm_grad = float(firm_cfsm_grad)
         if with_firm:
             stride = 4 * 2 ** (depth - 1) if depth < 4 else 16 * last_stride
             self.firm = FIRM(
@@ -204,10 +222,12 @@ class SJDL(nn.Module):
         if restore and self.firm is not None:
             self._check_firm_size(images)
             if firm_input is None or firm_input is images:
-                restored = self.firm(images, f_c, f1)
+                firm_input, fc_r, f1_r = images, f_c, f1
             else:  # FIRM works from the unerased image's own CFSM features
                 fc_r, f1_r = self.cfsm((firm_input - self.pixel_mean) / self.pixel_std)
-                restored = self.firm(firm_input, fc_r, f1_r)
+            if self.firm_cfsm_grad != 1.0:
+                fc_r, f1_r = (scale_grad(t, self.firm_cfsm_grad) for t in (fc_r, f1_r))
+            restored = self.firm(firm_input, fc_r, f1_r)
         return SJDLOutput(global_feat, bn_feat, logits, restored)
 
     @torch.no_grad()
