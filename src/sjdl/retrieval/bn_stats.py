@@ -16,19 +16,13 @@ import io
 import numpy as np
 import torch
 
-from ..evaluation.adapt import BATCHNORMS, reestimate_bn
+from ..evaluation.adapt import BATCHNORMS
 
 BUFFERS = ("running_mean", "running_var")
 
 
 def _norms(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     return {n: m for n, m in model.named_modules() if isinstance(m, BATCHNORMS)}
-
-
-def adapt_model(model: torch.nn.Module, batches, device) -> tuple[torch.nn.Module, int]:
-    """A copy of ``model`` with its BatchNorm statistics re-estimated on ``batches`` (image
-    tensors (N, 3, H, W) in [0, 1]) and the number of images used (``reestimate_bn``)."""
-    return reestimate_bn(model, batches, device)
 
 
 def encode(model: torch.nn.Module, source: str, images: int) -> dict:

@@ -134,9 +134,10 @@ class ReID:
         return self._adapted(batches, source)
 
     def _adapted(self, batches, source: str) -> ReID:
-        from .bn_stats import adapt_model, encode
+        from ..evaluation.adapt import reestimate_bn
+        from .bn_stats import encode
 
-        model, seen = adapt_model(self.model, batches, self.device)
+        model, seen = reestimate_bn(self.model, batches, self.device)
         copy = ReID(model, self.cfg, self.device, self.checkpoint)
         copy._fingerprint, copy._bn = self._fingerprint, encode(model, source, seen)
         return copy
