@@ -52,6 +52,10 @@ def worker(setting: str, method: str, steps: int, compiled: str = "") -> dict:
     cfg = load_config(name, overrides=[*extra, f"method={method}"])
     torch.manual_seed(0)
     model = build_model(cfg, 100, 0).train()
+    fmt = torch.contiguous_format
+    if getattr(cfg.train, "channels_last", False):  # as the trainer does (engine/setup.py)
+        fmt = torch.channels_last
+        model = model.to(memory_format=fmt)
     if compiled:
         (model.firm if compiled == "firm" else model).compile()
     joint = JointForward(model, False, cfg.train.real_bn_stats)
@@ -65,6 +69,8 @@ def worker(setting: str, method: str, steps: int, compiled: str = "") -> dict:
     clear = (foggy * 1.3 - 0.2).clamp(0, 1)
     n_real = cfg.data.real_batch_size or p * k
     real = torch.rand(n_real, 3, h, w, generator=gen) if comp.uses_real else None
+    foggy = foggy.contiguous(memory_format=fmt)
+    real = real.contiguous(memory_format=fmt) if real is not None else None
     times = []
     for _ in range(steps + 2):
         t = time.perf_counter()

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from sjdl.engine import Trainer
@@ -147,3 +148,55 @@ def test_real_stream_started_later_equals_the_same_stream_read_on(labelled):
         later = RealStream(loader(), epoch=2, start=start)
         assert [next(later) for _ in range(9 - start)] == reference[start:], start
         assert later.drawn == 9
+
+
+MOBILENET = ("model.backbone=mobilenet_v2", "model.pretrained=")
+
+
+def _gradients(cfg, method, dtype, memory_format):
+    """Parameter gradients of one joint forward + Eq. 11 losses on fixed seeded tensors."""
+    from sjdl.engine.trainer import JointForward
+    from sjdl.models import build_model
+
+    comp = LossComposer(cfg.loss, method, cfg.model.firm.output)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, 32, 32, generator=gen, dtype=torch.float64).to(dtype)
+    real = torch.rand(4, 3, 32, 32, generator=gen, dtype=torch.float64).to(dtype)
+    torch.manual_seed(0)
+    model = build_model(cfg, 4, 0).train().to(dtype).to(memory_format=memory_format)
+    xs, rs = x.contiguous(memory_format=memory_format), real.contiguous(memory_format=memory_format)
+    syn, out_r, _ = JointForward(model, False)(xs, xs, rs if comp.uses_real else None, rs)
+    loss = comp.supervised(syn, torch.arange(4).repeat_interleave(2), x)["total"]
+    if comp.uses_real:
+        loss = loss + comp.unsupervised(out_r, real)["total"]
+    loss.backward()
+    return {k: p.grad.double() for k, p in model.named_parameters() if p.grad is not None}
+
+
+def _worst(grads, reference):
+    """The largest relative gradient difference over parameters with a gradient worth the name
+    (BN-preceded biases have a true gradient of 0 and only rounding noise)."""
+    return max(
+        float((grads[k] - g).norm() / g.norm()) for k, g in reference.items() if g.norm() > 1e-3
+    )
+
+
+@pytest.mark.parametrize("method", ["baseline", "sjdl"])
+def test_channels_last_computes_the_same_step_as_contiguous_memory(data, tmp_path, method):
+    """``train.channels_last`` (configs/demo.yaml sets it: MobileNetV2 steps 1.35x faster on
+    CPU) changes the memory layout, not the method: in float64 the gradients agree with the
+    contiguous ones to 1e-6; in float32 they are as close to float64's as contiguous float32's
+    are (a 4-id batch with BatchNorm at 1x1 makes float32 itself about 1 % off); and its
+    checkpoint is an ordinary one."""
+    cfg = _cfg(data, f"method={method}", *MOBILENET)
+    ref = _gradients(cfg, method, torch.float64, torch.contiguous_format)
+    assert _worst(_gradients(cfg, method, torch.float64, torch.channels_last), ref) < 1e-6
+    f32 = _worst(_gradients(cfg, method, torch.float32, torch.contiguous_format), ref)
+    f32_cl = _worst(_gradients(cfg, method, torch.float32, torch.channels_last), ref)
+    assert f32_cl < 2 * f32 + 1e-4, (f32_cl, f32)
+    if method == "baseline":  # the trainer's channels_last path is the same for every method
+        run = tmp_path / "cl"
+        train_run(_cfg(data, "train.channels_last=true", *MOBILENET), run, **QUIET)
+        saved = load_file(run / "checkpoints" / "last.safetensors")
+        assert set(ref) <= set(saved)
+        assert all(math.isfinite(r["loss"]) for r in _rows(run, "train"))

@@ -264,7 +264,7 @@ class Trainer(Checkpointing):
         if has_real:
             args += pair(real)
         bn = bn_snapshot(self.model)  # a skipped step puts these back
-        clear = batch["clear"].to(dev) if "clear" in batch else None
+        clear = batch["clear"].to(**to) if "clear" in batch else None
         twins = clear if p.composer.uses_consistency else None
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda_amp):
             out_syn, out_real, out_clear = self.joint(*args, syn_clear=twins)
