@@ -204,6 +204,8 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
     # split"): each foggy training image's clear twin is also a ReID training image of its id,
     # and a foggy image's embedding is pulled to its twin's. Joint defogging did not add to it
     # there, so it trains the ReID network alone (method=sjdl with this preset adds FIRM).
+    # Train it twice as long as a Baseline schedule (README "The chosen length on the test
+    # split"); a preset sets values, not lengths relative to the config it is applied to.
     "recommended": {
         "method": "baseline",
         "data.clear_twins": True,
