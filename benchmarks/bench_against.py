@@ -101,8 +101,11 @@ def export(commit: str, dest: Path) -> Path:
     return dest / "src"
 
 
-def run_worker(src: Path, setting: str, method: str, steps: int, compiled: str = "") -> dict:
-    env = {**os.environ, "PYTHONPATH": str(src)}
+def run_worker(
+    src: Path, setting: str, method: str, steps: int, compiled: str = "", env=None
+) -> dict:
+    """One worker process on the code under ``src``; ``env``: its environment (default ours)."""
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(src)}
     argv = [sys.executable, __file__, "--worker", setting, method, str(steps), compiled]
     p = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if p.returncode:

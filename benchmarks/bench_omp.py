@@ -16,7 +16,6 @@ Usage: python benchmarks/bench_omp.py [--method baseline] [--rounds 3] [--steps 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -27,6 +26,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import header  # noqa: E402
+from bench_against import run_worker  # noqa: E402
+
+SRC = HERE.parent / "src"
 
 POLICIES = ("default", "PASSIVE")
 
@@ -39,11 +41,7 @@ def _env(policy: str) -> dict:
 
 
 def _time(method: str, steps: int, policy: str) -> float:
-    argv = [sys.executable, str(HERE / "bench_against.py"), "--worker", "demo", method]
-    p = subprocess.run([*argv, str(steps), ""], env=_env(policy), capture_output=True, text=True)
-    if p.returncode:
-        raise SystemExit(f"worker failed:\n{p.stderr[-2000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])["s_per_step"]
+    return run_worker(SRC, "demo", method, steps, env=_env(policy))["s_per_step"]
 
 
 def main(argv=None) -> int:
