@@ -8,6 +8,9 @@ SJDL/Baseline ratio of each version, and each worker's peak resident memory.
 
 Usage: python benchmarks/bench_against.py [--against 375e79f] [--setting demo|paper128]
            [--methods baseline,sjdl] [--rounds 3] [--steps 4] >> benchmarks/results_against.txt
+
+A method may carry config overrides after "@" (``sjdl@model.firm.output=affine``): a variant
+with an option the other commit may not have, so it runs on this checkout only.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ def worker(setting: str, method: str, steps: int, compiled: str = "") -> dict:
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
     name, extra = SETTINGS[setting]
-    cfg = load_config(name, overrides=[*extra, f"method={method}"])
+    method, *variant = method.split("@")  # "sjdl@key=value@...": a variant of this checkout
+    cfg = load_config(name, overrides=[*extra, f"method={method}", *variant])
     torch.manual_seed(0)
     model = build_model(cfg, 100, 0).train()
     fmt = torch.contiguous_format
@@ -141,14 +145,16 @@ def main(argv=None) -> int:
             order = list(codes) if r % 2 == 0 else list(codes)[::-1]
             for m in methods:
                 for c in order:
+                    if c == "other" and "@" in m:
+                        continue
                     res[c, m].append(run_worker(codes[c], args.setting, m, args.steps))
                     print(
                         f"round {r + 1}/{args.rounds} {m} {c}: "
                         f"{res[c, m][-1]['s_per_step']:.3f} s/step",
                         file=sys.stderr,
                     )
-    med = {key: statistics.median(x["s_per_step"] for x in v) for key, v in res.items()}
-    rss = {key: max(x["peak_rss_mb"] for x in v) for key, v in res.items()}
+    med = {k: statistics.median(x["s_per_step"] for x in v) for k, v in res.items() if v}
+    rss = {k: max(x["peak_rss_mb"] for x in v) for k, v in res.items() if v}
     lines = [
         header(f"training step, setting {args.setting}: this ({head}) vs {args.against}"),
         f"# python benchmarks/bench_against.py --against {args.against} --setting "
@@ -159,6 +165,12 @@ def main(argv=None) -> int:
         f" {'this MB':>8s} {'other MB':>9s}",
     ]
     for m in methods:
+        if ("other", m) not in med:  # a variant: this checkout only
+            lines.append(
+                f"{m}\n{'':12s} {med['this', m]:12.3f} {'-':>16s} {'-':>11s} "
+                f"{rss['this', m]:8.0f} {'-':>9s}"
+            )
+            continue
         lines.append(
             f"{m:12s} {med['this', m]:12.3f} {med['other', m]:16.3f} "
             f"{med['this', m] / med['other', m]:11.2f} {rss['this', m]:8.0f} "
@@ -167,9 +179,12 @@ def main(argv=None) -> int:
     if "baseline" in methods:
         for m in methods:
             if m != "baseline":
+                other = ""
+                if ("other", m) in med:
+                    other = f", {args.against} {med['other', m] / med['other', 'baseline']:.2f}x"
                 lines.append(
-                    f"# {m} / baseline step: this {med['this', m] / med['this', 'baseline']:.2f}"
-                    f"x, {args.against} {med['other', m] / med['other', 'baseline']:.2f}x"
+                    f"# {m} / baseline step: this "
+                    f"{med['this', m] / med['this', 'baseline']:.2f}x{other}"
                 )
     print("\n".join(lines) + "\n")
     return 0

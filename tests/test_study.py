@@ -362,3 +362,21 @@ def test_cfsm_grad_rows_are_sjdl_with_the_scaled_restoration_gradient(tmp_path):
     }
     with pytest.raises(StudyError, match="--rows"):
         check_overrides(["model.firm.cfsm_grad=0.5"])
+
+
+def test_affine_rows_set_firm_output_and_scale(tmp_path):
+    from sjdl.experiments.study import Study
+    from sjdl.experiments.study_plan import StudyError, StudySettings, check_overrides
+
+    study = Study(tmp_path / "s", StudySettings(epochs=6).resolved())
+    study.roots = {"paper": tmp_path / "d"}
+    rows = ("sjdl", "sjdl_affine", "sjdl_affine2", "sjdl_affine4")
+    firm = {k: study.config((k, "paper", 0)).model.firm for k in rows}
+    assert {k: (f.output, f.scale) for k, f in firm.items()} == {
+        "sjdl": ("residual", 1),
+        "sjdl_affine": ("affine", 1),
+        "sjdl_affine2": ("affine", 2),
+        "sjdl_affine4": ("affine", 4),
+    }
+    with pytest.raises(StudyError, match=r"model.firm.scale: .*sjdl_affine2"):
+        check_overrides(["model.firm.scale=2"])

@@ -38,8 +38,12 @@ class FIRMConfig:
 
     res_blocks: int = 1  # ResBlocks per upsampling stage: 1 as released, 2 in the paper text
     # unit: (tanh+1)/2 in [0,1]; tanh: raw, as released; residual: clamp(I + tanh, 0, 1),
-    # final convs zero-initialised so FIRM starts as the identity (README: restoration)
-    output: Literal["unit", "tanh", "residual"] = "unit"
+    # final convs zero-initialised so FIRM starts as the identity (README: restoration);
+    # affine: clamp(gain * I + offset, 0, 1), per-pixel gain and offset (models/firm.py)
+    output: Literal["unit", "tanh", "residual", "affine"] = "unit"
+    # not in the paper, a speed option: with output=affine, FIRM predicts the gain and offset at
+    # 1/scale resolution and upsamples them (1 = full resolution, as released; 2 or 4)
+    scale: Literal[1, 2, 4] = 1
     width: int = 64  # channels after the first stage (64 as released); smaller = faster on CPU
     # not in the paper: scale of the restoration losses' gradient into CFSM (1 = joint
     # training as published; 0 = FIRM learns on CFSM features it cannot change)
@@ -319,6 +323,11 @@ def validate(cfg: Config) -> None:
         "mobilenet_v2",
     ):
         raise ConfigError("model.neck=dcn_attention needs a 2048-channel backbone (resnet50*)")
+    if cfg.model.firm.scale > 1 and cfg.model.firm.output != "affine":
+        raise ConfigError(
+            f"model.firm.scale={cfg.model.firm.scale} needs model.firm.output=affine (got "
+            f"{cfg.model.firm.output}): only a gain and an offset are predicted at low resolution"
+        )
     if cfg.model.firm.width % 2:
         raise ConfigError(f"model.firm.width: got {cfg.model.firm.width}, expected an even number")
     if cfg.loss.dc_patch % 2 == 0:

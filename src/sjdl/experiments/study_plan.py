@@ -55,6 +55,10 @@ TRAININGS = {
     # how much of the restoration gradient reaches CFSM (1 in sjdl): none, or a tenth
     "sjdl_detach": ["method=sjdl", "model.firm.cfsm_grad=0"],
     "sjdl_grad01": ["method=sjdl", "model.firm.cfsm_grad=0.1"],
+    # FIRM predicting a per-pixel gain and offset, at full, 1/2 or 1/4 resolution (issue 18)
+    "sjdl_affine": ["method=sjdl", "model.firm.output=affine"],
+    "sjdl_affine2": ["method=sjdl", "model.firm.output=affine", "model.firm.scale=2"],
+    "sjdl_affine4": ["method=sjdl", "model.firm.output=affine", "model.firm.scale=4"],
 }
 # epochs (and the LR schedule in epochs) x this
 EPOCH_SCALE = {"baseline_2x": 2, "baseline_4x": 4, "recommended_2x": 2}
@@ -106,6 +110,7 @@ STEP_COST.update({"baseline_2x": 1.0, "sjdl_clear_cons": 4.0, "recommended": 1.6
 STEP_COST.update(
     {"baseline_4x": 1.0, "recommended_2x": 1.6, "sjdl_detach": 3.2, "sjdl_grad01": 3.4}
 )
+STEP_COST.update({"sjdl_affine": 3.4, "sjdl_affine2": 2.4, "sjdl_affine4": 2.0})
 VAL_COST, EVAL_COST = 5.0, 8.0
 
 
@@ -183,6 +188,8 @@ CONTROLLED = {
     "loss.lambda_consistency": "--rows (baseline_cons, clear_cons)",
     "model.dsbn": "--rows (sjdl_dsbn)",
     "model.firm.cfsm_grad": "--rows (sjdl_detach, sjdl_grad01)",
+    "model.firm.output": "--rows (sjdl_affine*)",
+    "model.firm.scale": "--rows (sjdl_affine2, sjdl_affine4)",
     "data.fog_augment": "--rows (*_aug)",
     "data.fog_augment_beta": "--rows (*_aug) and --densities",
     "train.epochs": "--epochs",

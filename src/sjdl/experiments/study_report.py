@@ -37,6 +37,9 @@ LABELS = {
     "recommended_2x": "Recommended, twice the epochs",
     "sjdl_detach": "SJDL, no restoration gradient into CFSM",
     "sjdl_grad01": "SJDL, restoration gradient into CFSM x0.1",
+    "sjdl_affine": "SJDL, FIRM as per-pixel gain and offset",
+    "sjdl_affine2": "SJDL, FIRM gain and offset at 1/2 resolution",
+    "sjdl_affine4": "SJDL, FIRM gain and offset at 1/4 resolution",
 }
 ADAPT_LABELS = {"train": "BN re-estimated on train images", "gallery": "BN re-estimated on gallery"}
 COLORS = {  # one colour per row, the same in every panel
@@ -62,6 +65,9 @@ COLORS = {  # one colour per row, the same in every panel
     "recommended_2x": (150, 60, 130),
     "sjdl_detach": (255, 152, 150),
     "sjdl_grad01": (196, 156, 148),
+    "sjdl_affine": (255, 200, 0),
+    "sjdl_affine2": (200, 140, 0),
+    "sjdl_affine4": (130, 90, 0),
 }
 
 

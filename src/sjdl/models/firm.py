@@ -3,6 +3,12 @@
 CFSM features -> [ResBlocks + conv/deconv] stages back to full resolution (with the stem
 output f1 joined at 1/4 resolution) -> 7x7 conv -> J_fake; [foggy image, J_fake] -> pyramid
 enhancement block (EPDN-style, pools 4/8/16/32) -> J_enh.
+
+Not in the paper (``model.firm.output=affine``, ``model.firm.scale``): FIRM predicts, per pixel,
+a gain and an offset applied to the full-resolution foggy image, J = gain * I + offset. The
+atmospheric model I = J t + A (1 - t) inverts to exactly that form (gain 1/t, offset
+A (1 - 1/t)), and t and A vary slowly across an image, so the coefficients can be predicted at
+1/2 or 1/4 resolution and upsampled bilinearly, while image detail comes from I itself.
 """
 
 from __future__ import annotations
@@ -49,12 +55,14 @@ class PyramidEnhance(nn.Module):
 
     scales = (32, 16, 8, 4)
 
-    def __init__(self, in_ch: int = 6, width: int = 20):
+    def __init__(self, in_ch: int = 6, width: int = 20, out_ch: int = 3, scale: int = 1):
         super().__init__()
+        # at 1/scale resolution the pools shrink with the image: the same regions of the image
+        self.scales = tuple(max(1, s // scale) for s in PyramidEnhance.scales)
         self.refine1 = nn.Conv2d(in_ch, width, 3, 1, 1)
         self.refine2 = nn.Conv2d(width, width, 3, 1, 1)
         self.reduce = nn.ModuleList(nn.Conv2d(width, 1, 1) for _ in self.scales)
-        self.refine3 = nn.Conv2d(width + len(self.scales), 3, 3, 1, 1)
+        self.refine3 = nn.Conv2d(width + len(self.scales), out_ch, 3, 1, 1)
 
     def forward(self, x):
         d = F.leaky_relu(self.refine1(x), 0.2)
@@ -78,23 +86,28 @@ class FIRM(nn.Module):
         res_blocks: int = 1,
         output: str = "unit",
         width: int = 64,
+        scale: int = 1,
     ):
         super().__init__()
         if stride < 4 or 2 ** int(math.log2(stride)) != stride:
             raise ValueError(f"FIRM needs a power-of-two feature stride >= 4, got {stride}")
+        if scale not in (1, 2, 4) or (scale > 1 and output != "affine"):
+            raise ValueError(f"FIRM scale {scale}: expected 1, or 2 or 4 with output 'affine'")
         self.output = output
         self.stride = stride
+        self.scale = scale  # J's coefficients are predicted at 1/scale resolution (affine)
         w = width  # 64 as released; smaller widths are a speed option for CPU runs
         self.head = _stage(in_ch, w, res_blocks, upsample=False)
         # extra x2 stages for deeper CFSM splits (Table 5), until the features are at 1/4
         extra = int(math.log2(stride // 4))
         self.extra = nn.Sequential(*(_stage(w, w, res_blocks, True) for _ in range(extra)))
-        self.up1 = _stage(w + stem_ch, w, res_blocks, upsample=True)  # 1/4 -> 1/2
-        self.up2 = _stage(w, w // 2, res_blocks, upsample=True)  # 1/2 -> 1/1
-        self.dehaze = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(w // 2, 3, 7))
-        self.enhance = PyramidEnhance(6, 20)
+        self.up1 = _stage(w + stem_ch, w, res_blocks, upsample=scale < 4)  # 1/4 -> 1/2
+        self.up2 = _stage(w, w // 2, res_blocks, upsample=scale < 2)  # 1/2 -> 1/1
+        out_ch = 6 if output == "affine" else 3  # affine: log-gain and offset per channel
+        self.dehaze = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(w // 2, out_ch, 7))
+        self.enhance = PyramidEnhance(6, 20, out_ch, scale)
         self._init_weights()
-        if output == "residual":  # start as the identity: J = I + 0
+        if output in ("residual", "affine"):  # start as the identity: J = I + 0 (gain 1)
             for conv in (self.dehaze[1], self.enhance.refine3):
                 nn.init.zeros_(conv.weight)
 
@@ -105,7 +118,12 @@ class FIRM(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def _to_range(self, t: torch.Tensor, foggy: torch.Tensor) -> torch.Tensor:
-        """unit: (t + 1) / 2; tanh: t (as released); residual: clamp(I + t, 0, 1)."""
+        """unit: (t + 1) / 2; tanh: t (as released); residual: clamp(I + t, 0, 1); affine:
+        clamp(exp(2 t_g) I + t_b, 0, 1), t_g and t_b upsampled to I's size (gains 0.14-7.4)."""
+        if self.output == "affine":
+            if self.scale > 1:
+                t = F.interpolate(t, size=foggy.shape[-2:], mode="bilinear", align_corners=False)
+            return (torch.exp(2 * t[:, :3]) * foggy + t[:, 3:]).clamp(0, 1)
         if self.output == "residual":
             return (foggy + t).clamp(0, 1)
         return (t + 1) / 2 if self.output == "unit" else t
@@ -115,5 +133,8 @@ class FIRM(nn.Module):
         y = self.extra(self.head(f_c))
         y = self.up2(self.up1(torch.cat([y, f1], dim=1)))
         j_fake = self._to_range(torch.tanh(self.dehaze(y)), foggy)
-        j_enh = self._to_range(self.enhance(torch.cat([foggy, j_fake], dim=1)), foggy)
+        pair = torch.cat([foggy, j_fake], dim=1)
+        if self.scale > 1:  # the enhancement block works at FIRM's output resolution too
+            pair = F.avg_pool2d(pair, self.scale)
+        j_enh = self._to_range(self.enhance(pair), foggy)
         return j_fake, j_enh

@@ -129,6 +129,7 @@ class SJDL(nn.Module):
         firm_output: str = "unit",
         firm_width: int = 64,
         firm_cfsm_grad: float = 1.0,
+        firm_scale: int = 1,
         normalize: str = "imagenet",
         retrieval_feature: str = "post_bn",
     ):
@@ -163,6 +164,7 @@ class SJDL(nn.Module):
                 firm_res_blocks,
                 firm_output,
                 firm_width,
+                firm_scale,
             )
         mean, std = (
             (IMAGENET_MEAN, IMAGENET_STD) if normalize == "imagenet" else ((0,) * 3, (1,) * 3)
