@@ -378,5 +378,7 @@ def test_affine_rows_set_firm_output_and_scale(tmp_path):
         "sjdl_affine2": ("affine", 2),
         "sjdl_affine4": ("affine", 4),
     }
+    pairs = study.config(("recommended_pairs", "paper", 0)).data
+    assert (pairs.clear_twins, pairs.twins_in_batch, pairs.num_ids) == (True, True, 8)
     with pytest.raises(StudyError, match=r"model.firm.scale: .*sjdl_affine2"):
         check_overrides(["model.firm.scale=2"])

@@ -95,6 +95,10 @@ class DataConfig:
     fog_augment_beta: list[float] = field(default_factory=lambda: [0.4, 1.6])
     # the clear partners of the synthetic training images are ReID training images too
     clear_twins: bool = False
+    # not in the paper, a speed option for data.clear_twins: each batch holds P x K foggy images
+    # and their clear twins (2 P K images) instead of twins as separate records, so the
+    # consistency term needs no second forward (engine/steps.py join_twins)
+    twins_in_batch: bool = False
 
 
 @dataclass
@@ -328,6 +332,8 @@ def validate(cfg: Config) -> None:
             f"model.firm.scale={cfg.model.firm.scale} needs model.firm.output=affine (got "
             f"{cfg.model.firm.output}): only a gain and an offset are predicted at low resolution"
         )
+    if cfg.data.twins_in_batch and not cfg.data.clear_twins:
+        raise ConfigError("data.twins_in_batch=true needs data.clear_twins=true (it places them)")
     if cfg.model.firm.width % 2:
         raise ConfigError(f"model.firm.width: got {cfg.model.firm.width}, expected an even number")
     if cfg.loss.dc_patch % 2 == 0:

@@ -71,7 +71,8 @@ def study_command(
         help="Rows, comma-separated: imagenet, clear_reid, dcp_reid, firm_reid, baseline, "
         "baseline_clear, baseline_aug, baseline_cons, clear_cons, jdl, sjdl_wo_sc, sjdl, sjdl_aug, "
         "sjdl_dsbn, sjdl_clear, sjdl_clear_cons, baseline_2x, baseline_4x, recommended, "
-        "recommended_2x, sjdl_detach, sjdl_grad01, sjdl_affine, sjdl_affine2, sjdl_affine4, "
+        "recommended_2x, sjdl_detach, sjdl_grad01, recommended_pairs, sjdl_affine, sjdl_affine2, "
+        "sjdl_affine4, "
         "and any trained row "
         "with +bn_train or +bn_gallery (BN statistics re-estimated) [default: README].",
     ),

@@ -77,8 +77,8 @@ def build_run(cfg, device: torch.device, dist: DistInfo, log=print) -> RunParts:
     composer = LossComposer(cfg.loss, cfg.method, cfg.model.firm.output)
     data = read_dataset(cfg.data, with_real=composer.uses_real)
     data.train, val_q, val_g = split_validation(data.train, cfg.train.val_ids)
-    if cfg.data.clear_twins:  # after the validation split: validation stays foggy
-        data.train = with_clear_twins(data.train)
+    if cfg.data.clear_twins and not cfg.data.twins_in_batch:  # after the validation split:
+        data.train = with_clear_twins(data.train)  # validation stays foggy
     if cfg.train.select_on_test:
         log(
             "train.select_on_test=true: the best checkpoint is chosen on the TEST query/gallery "
@@ -109,6 +109,7 @@ def build_run(cfg, device: torch.device, dist: DistInfo, log=print) -> RunParts:
         or cfg.data.fog_on_the_fly
         or bool(cfg.data.fog_augment)
         or cfg.loss.lambda_consistency > 0
+        or cfg.data.twins_in_batch
     )
     seed = cfg.train.seed
     fog = "official" if cfg.preset == "official" else "paper"  # beta/A ranges of the preset

@@ -43,6 +43,27 @@ def accumulate(sums: dict[str, float], counts: dict[str, int], terms: dict[str, 
         counts[k] = counts.get(k, 0) + 1
 
 
+def join_twins(batch: dict) -> dict:
+    """data.twins_in_batch: the clear twins join the batch as ReID images of their ids, after
+    the foggy images in the same order (rows i and i + n are a pair, ``twins`` = n); a twin is
+    its own restoration target and FIRM's input, as a clear-twin record is."""
+    if "clear" not in batch:
+        raise ValueError("data.twins_in_batch=true needs training images with clear partners")
+    n, clear = len(batch["img"]), batch["clear"]
+    out = {}
+    for key, value in batch.items():
+        if key in ("img", "foggy"):
+            out[key] = torch.cat([value, clear])
+        elif isinstance(value, torch.Tensor) and len(value) == n:
+            out[key] = torch.cat([value, value])
+        elif isinstance(value, list) and len(value) == n:
+            out[key] = value + value
+        else:
+            out[key] = value
+    out["twins"] = n
+    return out
+
+
 class RealStream:
     """Real batches for one epoch, cycling through the real set as often as needed (pass k
     uses sampler epoch ``epoch * 1000 + k``). ``drawn`` counts the batches taken this epoch;

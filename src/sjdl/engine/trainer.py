@@ -27,7 +27,7 @@ from .distributed import DistInfo, all_reduce_mean, barrier, device_for, init_di
 from .logger import RunLogger
 from .rundir import check_new_run, clear_run, remove_stale_temporaries
 from .setup import build_run, seed_everything
-from .steps import SKIPPED, RealStream, accumulate, bn_restore, bn_snapshot
+from .steps import SKIPPED, RealStream, accumulate, bn_restore, bn_snapshot, join_twins
 
 
 class NonFiniteLossError(RuntimeError):
@@ -210,6 +210,8 @@ class Trainer(Checkpointing):
                 self.bad_images.update(real)
             if "img" not in batch:
                 continue
+            if self.cfg.data.twins_in_batch:
+                batch = join_twins(batch)
             terms = self._step(batch, real)
             self.real_pos = real_iter.drawn if real_iter is not None else 0
             self.step_in_epoch += 1
@@ -265,10 +267,11 @@ class Trainer(Checkpointing):
             args += pair(real)
         bn = bn_snapshot(self.model)  # a skipped step puts these back
         clear = batch["clear"].to(**to) if "clear" in batch else None
-        twins = clear if p.composer.uses_consistency else None
+        pairs = batch.get("twins")  # data.twins_in_batch: the twins are in the batch already
+        twins = clear if p.composer.uses_consistency and pairs is None else None
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda_amp):
             out_syn, out_real, out_clear = self.joint(*args, syn_clear=twins)
-            sup = p.composer.supervised(out_syn, batch["pid"].to(dev), clear, out_clear)
+            sup = p.composer.supervised(out_syn, batch["pid"].to(dev), clear, out_clear, pairs)
             terms = {f"syn/{k}": v for k, v in sup.items()}
             loss = terms["syn/total"]
             if has_real:

@@ -55,6 +55,9 @@ TRAININGS = {
     # how much of the restoration gradient reaches CFSM (1 in sjdl): none, or a tenth
     "sjdl_detach": ["method=sjdl", "model.firm.cfsm_grad=0"],
     "sjdl_grad01": ["method=sjdl", "model.firm.cfsm_grad=0.1"],
+    # the recipe with each batch holding 8 ids x 2 foggy images and their clear twins (the
+    # recipe's 32 images a step, one forward instead of two: data.twins_in_batch, issue 18)
+    "recommended_pairs": [*_keys(RECIPE), "data.twins_in_batch=true", "data.num_ids=8"],
     # FIRM predicting a per-pixel gain and offset, at full, 1/2 or 1/4 resolution (issue 18)
     "sjdl_affine": ["method=sjdl", "model.firm.output=affine"],
     "sjdl_affine2": ["method=sjdl", "model.firm.output=affine", "model.firm.scale=2"],
@@ -110,7 +113,9 @@ STEP_COST.update({"baseline_2x": 1.0, "sjdl_clear_cons": 4.0, "recommended": 1.6
 STEP_COST.update(
     {"baseline_4x": 1.0, "recommended_2x": 1.6, "sjdl_detach": 3.2, "sjdl_grad01": 3.4}
 )
-STEP_COST.update({"sjdl_affine": 3.4, "sjdl_affine2": 2.4, "sjdl_affine4": 2.0})
+STEP_COST.update(
+    {"recommended_pairs": 1.0, "sjdl_affine": 3.4, "sjdl_affine2": 2.4, "sjdl_affine4": 2.0}
+)
 VAL_COST, EVAL_COST = 5.0, 8.0
 
 
@@ -189,6 +194,7 @@ CONTROLLED = {
     "model.dsbn": "--rows (sjdl_dsbn)",
     "model.firm.cfsm_grad": "--rows (sjdl_detach, sjdl_grad01)",
     "model.firm.output": "--rows (sjdl_affine*)",
+    "data.twins_in_batch": "--rows (recommended_pairs)",
     "model.firm.scale": "--rows (sjdl_affine2, sjdl_affine4)",
     "data.fog_augment": "--rows (*_aug)",
     "data.fog_augment_beta": "--rows (*_aug) and --densities",

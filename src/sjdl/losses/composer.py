@@ -51,17 +51,23 @@ class LossComposer:
     def uses_consistency(self) -> bool:
         return self.cfg.lambda_consistency > 0
 
-    def supervised(self, out, pids: torch.Tensor, clear: torch.Tensor | None, out_clear=None):
+    def supervised(
+        self, out, pids: torch.Tensor, clear: torch.Tensor | None, out_clear=None, pairs=None
+    ):
         """Eq. 5: L_Tri + L_ID + lambda_1 L_DFs on a synthetic batch with clear targets, plus
         (loss.lambda_consistency > 0, not in the paper) the foggy/clear-twin embedding
-        consistency, ``out_clear`` being the clear twins' forward."""
+        consistency, ``out_clear`` being the clear twins' forward, or, with ``pairs`` = n, rows
+        n.. 2n of the batch being the twins of rows 0.. n (data.twins_in_batch)."""
         terms = self._reid_terms(out, pids, "syn")
         if self.uses_consistency:
-            if out_clear is None:
+            feat = out.global_feat
+            if pairs is not None:
+                foggy, twin = feat[:pairs], feat[pairs : 2 * pairs]
+            elif out_clear is not None:
+                foggy, twin = feat, out_clear.global_feat
+            else:
                 raise ValueError("loss.lambda_consistency > 0 needs the clear twins' forward")
-            terms["consistency"] = self.cfg.lambda_consistency * consistency_loss(
-                out.global_feat, out_clear.global_feat
-            )
+            terms["consistency"] = self.cfg.lambda_consistency * consistency_loss(foggy, twin)
         if self.method in RESTORE_SUPERVISED:
             if out.restored is None or clear is None:
                 raise ValueError(f"method {self.method} needs restored images and clear targets")
