@@ -45,4 +45,10 @@ def test_demo_quick_writes_report_and_summary(tmp_path):
         assert (out / src).is_file(), src
     for method in ("baseline", "sjdl", "recommended"):
         assert (out / method / "checkpoints" / "last.safetensors").is_file()
+    # the demo's speed choices: FIRM's gain and offset at 1/4, the recipe's twins in the batch
+    from sjdl.config import load_config
+
+    sjdl, recipe = (load_config(out / m / "config.yaml") for m in ("sjdl", "recommended"))
+    assert (sjdl.model.firm.output, sjdl.model.firm.scale) == ("affine", 4)
+    assert recipe.data.twins_in_batch and recipe.data.clear_twins and recipe.data.num_ids == 8
     assert "summary.json" in result.output.replace("\n", "")

@@ -103,8 +103,8 @@ def test_non_finite_losses_are_skipped_then_stop(fvrid, tmp_path, monkeypatch):
 
     orig = LossComposer.supervised
 
-    def nan_loss(self, out, pids, clear, out_clear=None):
-        terms = orig(self, out, pids, clear, out_clear)
+    def nan_loss(self, out, pids, clear, out_clear=None, pairs=None):
+        terms = orig(self, out, pids, clear, out_clear, pairs)
         terms["total"] = terms["total"] * float("nan")
         return terms
 

@@ -60,8 +60,8 @@ def test_a_skipped_step_keeps_epoch_means_finite_and_bn_statistics(
     supervised, step = LossComposer.supervised, Trainer._step
     calls = {"n": 0}
 
-    def nan_on_second(self, out, pids, clear, out_clear=None):
-        terms = supervised(self, out, pids, clear, out_clear)
+    def nan_on_second(self, out, pids, clear, out_clear=None, pairs=None):
+        terms = supervised(self, out, pids, clear, out_clear, pairs)
         calls["n"] += 1
         if calls["n"] == 2:
             terms["total"] = terms["total"] * float("nan")
