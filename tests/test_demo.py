@@ -21,6 +21,8 @@ def test_demo_quick_writes_report_and_summary(tmp_path):
         assert 0 <= row["mAP"] <= 100 and 0 <= row["R1"] <= row["R5"] <= 100
         restores = model == "sjdl"  # FIRM restores every test set that has clear targets
         assert (row["PSNR"] is not None) == restores and (row["SSIM"] is not None) == restores
+        if restores and _test != "clear":  # each restoration compared with its own input
+            assert 0 <= row["below_input"] <= row["restored"] and row["input_PSNR"] > 5
     # "unseen": the mean over the unseen kinds
     for model in ("imagenet", "baseline", "sjdl", "recommended"):
         kinds = [rows[(model, f"unseen-{k}")]["mAP"] for k in ("patchy", "scatter")]

@@ -20,6 +20,8 @@ def test_eval_cli_writes_metrics_pictures_and_report(fvrid, tmp_path):
     m = info["metrics"]
     assert 0 <= m["mAP"] <= 1 and m["num_valid_queries"] == 2 and info["flip"] is True
     assert "restored_PSNR" in m and m["R10"] == 1.0  # 2 gallery images each: all within 10
+    # each restoration judged against its own foggy input (an untrained FIRM may lose)
+    assert m["input_PSNR"] > 0 and 0 <= m["restored_below_input"] <= m["restored_num_images"]
     html = (out / "report.html").read_text()
     for src in re.findall(r"src='([^']+)'", html):
         assert (out / src).is_file()

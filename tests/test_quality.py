@@ -31,3 +31,19 @@ def test_ssim_drops_with_noise_and_meter_averages_per_image():
     assert res["PSNR"] == pytest.approx((100.0 + psnr(noisy[1], clear[1])) / 2)  # inf capped
     assert res["SSIM"] == pytest.approx((1.0 + ssim(noisy[1], clear[1])) / 2)
     assert QualityMeter().result() == {}
+
+
+def test_meter_counts_restorations_below_their_input():
+    clear = torch.full((3, 3, 16, 16), 0.5)
+    foggy = clear + 0.1  # 20 dB each
+    restored = torch.stack([clear[0], clear[1] + 0.05, clear[2] + 0.2])  # inf, 26.0, 13.98 dB
+    meter = QualityMeter()
+    meter.update(restored[:2], clear[:2], foggy[:2])
+    meter.update(restored[2:], clear[2:], foggy[2:])
+    res = meter.result()
+    assert res["input_PSNR"] == pytest.approx(20.0, abs=1e-4)
+    assert res["below_input"] == 1  # only the third is further from clear than its input
+    # without the inputs the meter cannot tell, and says nothing
+    plain = QualityMeter()
+    plain.update(restored, clear)
+    assert "below_input" not in plain.result() and "input_PSNR" not in plain.result()

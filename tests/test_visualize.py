@@ -18,3 +18,11 @@ def test_restoration_row_has_three_panels_with_clear():
     t = torch.rand(3, 16, 16)
     assert restoration_row(t, t, t, 20.0).width == 3 * THUMB[0] + 2 * 4
     assert restoration_row(t, t).width == 2 * THUMB[0] + 4
+
+
+def test_restoration_below_its_input_is_outlined_red():
+    t = torch.full((3, 16, 16), 0.5)
+    worse = restoration_row(t, t, t, psnr=12.0, input_psnr=15.0)
+    better = restoration_row(t, t, t, psnr=18.0, input_psnr=15.0)
+    x = THUMB[0] + 4 + 1  # the restored panel's border
+    assert worse.getpixel((x, 1)) == RED and better.getpixel((x, 1)) != RED

@@ -132,11 +132,15 @@ def run_eval(
         )
     metrics = result.metrics()
     table = Table(title=title)
-    for k in RANK_KEYS + (["PSNR", "SSIM"] if result.quality else []):
+    q = result.quality
+    judged = "below_input" in q  # each restoration compared with its own foggy input
+    for k in RANK_KEYS + (["PSNR", "SSIM"] if q else []) + (["input PSNR", "below input"] * judged):
         table.add_column(k, justify="right")
     vals = [f"{100 * metrics[k]:.2f}" for k in RANK_KEYS]
-    if result.quality:
-        vals += [f"{result.quality['PSNR']:.2f}", f"{result.quality['SSIM']:.4f}"]
+    if q:
+        vals += [f"{q['PSNR']:.2f}", f"{q['SSIM']:.4f}"]
+    if judged:
+        vals += [f"{q['input_PSNR']:.2f}", f"{q['below_input']} of {q['num_images']}"]
     table.add_row(*vals)
     console.print(table)
     console.print(

@@ -11,7 +11,7 @@ import torch
 from ..data.dataset import raise_if_strict
 from ..data.io import ImageReadError
 from .distance import pairwise_distance
-from .quality import QualityMeter
+from .quality import QualityMeter, psnr
 from .ranking import RankingResult, evaluate_ranking
 from .rerank import k_reciprocal_rerank
 
@@ -31,6 +31,7 @@ class RestorationSample:
     clear: torch.Tensor | None
     psnr: float | None
     path: str
+    input_psnr: float | None = None  # the foggy input's own PSNR against the clear image
 
 
 @dataclass
@@ -44,7 +45,9 @@ class EvalResult:
     skipped: list[str] = field(default_factory=list)
 
     def metrics(self) -> dict:
-        return {**self.ranking.as_dict(), **{f"restored_{k}": v for k, v in self.quality.items()}}
+        q = self.quality  # the inputs' own PSNR keeps its name; the rest is of J_enh
+        quality = {k if k.startswith("input_") else f"restored_{k}": v for k, v in q.items()}
+        return {**self.ranking.as_dict(), **quality}
 
 
 @torch.no_grad()
@@ -100,7 +103,10 @@ def _restore_batch(model, x, batch, quality, samples, max_samples, loader):
     _, j_enh = model.restore(x)
     j_enh = j_enh.float().clamp(0, 1).cpu()
     clear = batch.get("clear")
-    psnrs = quality.update(j_enh, clear) if quality is not None and clear is not None else None
+    foggy = batch["img"]
+    psnrs = None
+    if quality is not None and clear is not None:
+        psnrs = quality.update(j_enh, clear, foggy)
     if samples is not None:
         for k in range(len(j_enh)):
             if len(samples) >= max_samples:
@@ -113,6 +119,7 @@ def _restore_batch(model, x, batch, quality, samples, max_samples, loader):
                     None if clear is None else clear[k],
                     None if psnrs is None else psnrs[k],
                     str(rec.path),
+                    None if clear is None else psnr(foggy[k], clear[k]),
                 )
             )
 

@@ -47,30 +47,43 @@ def ssim(restored: torch.Tensor, clear: torch.Tensor) -> float:
 
 
 class QualityMeter:
-    """Accumulates per-image PSNR/SSIM over batches; ``result()`` gives the means."""
+    """Accumulates per-image PSNR/SSIM over batches; ``result()`` gives the means. Given the
+    foggy inputs too, it also keeps each input's PSNR: ``input_PSNR`` (the number to beat) and
+    ``below_input``, how many restorations are further from the clear image than their input
+    (a restoration that makes an image worse)."""
 
     def __init__(self):
         self.psnr: list[float] = []
         self.ssim: list[float] = []
+        self.input_psnr: list[float] = []
 
-    def update(self, restored: torch.Tensor, clear: torch.Tensor) -> list[float]:
+    def update(
+        self, restored: torch.Tensor, clear: torch.Tensor, foggy: torch.Tensor | None = None
+    ) -> list[float]:
         values = []
         for r, c in zip(restored, clear, strict=True):
             p = psnr(r, c)
             self.psnr.append(p)
             self.ssim.append(ssim(r, c))
             values.append(p)
+        if foggy is not None:
+            self.input_psnr += [psnr(f, c) for f, c in zip(foggy, clear, strict=True)]
         return values
 
     def result(self) -> dict:
         if not self.psnr:
             return {}
         capped = [min(p, PSNR_CAP) for p in self.psnr]
-        return {
+        out = {
             "PSNR": float(np.mean(capped)),
             "SSIM": float(np.mean(self.ssim)),
             "num_images": len(self.psnr),
         }
+        if len(self.input_psnr) == len(self.psnr):
+            out["input_PSNR"] = float(np.mean([min(p, PSNR_CAP) for p in self.input_psnr]))
+            pairs = zip(self.psnr, self.input_psnr, strict=True)
+            out["below_input"] = sum(min(r, PSNR_CAP) < min(i, PSNR_CAP) for r, i in pairs)
+        return out
 
 
 def haze_statistics(images: torch.Tensor, patch: int = 15) -> dict:

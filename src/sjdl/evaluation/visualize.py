@@ -93,11 +93,19 @@ def stack(rows: list[Image.Image], gap: int = 6) -> Image.Image:
 
 
 def restoration_row(
-    foggy, restored, clear=None, psnr: float | None = None, title: str | None = None
+    foggy,
+    restored,
+    clear=None,
+    psnr: float | None = None,
+    title: str | None = None,
+    input_psnr: float | None = None,
 ) -> Image.Image:
-    """foggy | restored (J_enh, with PSNR) | clear when present."""
+    """foggy | restored (J_enh) | clear when present; PSNRs against the clear image when given,
+    the restored one outlined red when it is below its input's."""
     label = "restored" if psnr is None else f"restored {psnr:.1f} dB"
-    cells = [_thumb(foggy, GREY, "foggy"), _thumb(restored, GREY, label)]
+    worse = psnr is not None and input_psnr is not None and psnr < input_psnr
+    foggy_label = "foggy" if input_psnr is None else f"foggy {input_psnr:.1f} dB"
+    cells = [_thumb(foggy, GREY, foggy_label), _thumb(restored, RED if worse else GREY, label)]
     if clear is not None:
         cells.append(_thumb(clear, GREY, "clear"))
     return _row(cells, title=title)
@@ -138,7 +146,8 @@ def save_restoration_grid(samples, path: Path) -> Path | None:
     if not samples:
         return None
     rows = [
-        restoration_row(s.foggy, s.restored, s.clear, s.psnr, Path(s.path).name) for s in samples
+        restoration_row(s.foggy, s.restored, s.clear, s.psnr, Path(s.path).name, s.input_psnr)
+        for s in samples
     ]
     return save_pil(stack(rows), path)
 

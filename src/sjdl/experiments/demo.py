@@ -84,9 +84,12 @@ def _unseen_mean(rows: list[dict], model: str) -> dict:
     """The "unseen" row of ``model``: the mean of its rows over the unseen fog kinds."""
     kinds = [r for r in rows if r["model"] == model and r["test"].startswith("unseen-")]
     mean = {"model": model, "test": "unseen"}
-    for key in ("mAP", "R1", "R5", "PSNR", "SSIM"):
-        vals = [r[key] for r in kinds if r[key] is not None]
+    for key in ("mAP", "R1", "R5", "PSNR", "SSIM", "input_PSNR"):
+        vals = [r.get(key) for r in kinds if r.get(key) is not None]
         mean[key] = sum(vals) / len(vals) if len(vals) == len(kinds) and kinds else None
+    for key in ("below_input", "restored"):  # counts: summed over the kinds
+        vals = [r.get(key) for r in kinds]
+        mean[key] = sum(vals) if kinds and None not in vals else None
     return mean
 
 
@@ -96,13 +99,15 @@ def _fmt(v, digits: int = 2) -> str:
 
 def _table(rows: list[dict], inq: dict) -> tuple[str, list[str], list[list[str]]]:
     header = ["model", "test images", "mAP", "R1", "R5", "PSNR of J_enh (dB)", "SSIM of J_enh"]
+    header += ["PSNR of the input (dB)", "J_enh below its input"]
     body = [
         [LABELS[r["model"]], r["test"], _fmt(r["mAP"]), _fmt(r["R1"]), _fmt(r["R5"])]
-        + [_fmt(r["PSNR"]), _fmt(r["SSIM"], 3)]
+        + [_fmt(r["PSNR"]), _fmt(r["SSIM"], 3), _fmt(r.get("input_PSNR"))]
+        + ["–" if r.get("below_input") is None else f"{r['below_input']} of {r['restored']}"]
         for r in rows
     ]
     body.append(["foggy input itself", "foggy", "", "", "", _fmt(inq.get("PSNR"))])
-    body[-1].append(_fmt(inq.get("SSIM"), 3))
+    body[-1] += [_fmt(inq.get("SSIM"), 3), "", ""]
     return ("ReID and restoration on the demo test set (mAP, R1, R5 in %)", header, body)
 
 

@@ -65,7 +65,9 @@ def evaluate_test(model, cfg: Config, query, gallery, device, progress=None) -> 
 
 
 def result_row(model_name: str, test: str, result: EvalResult) -> dict:
-    """One row of a results table: mAP/R1/R5 in percent, PSNR (dB)/SSIM of J_enh or None."""
+    """One row of a results table: mAP/R1/R5 in percent, PSNR (dB)/SSIM of J_enh, the foggy
+    inputs' own PSNR and how many of the ``restored`` images are below their input's, or None
+    (no FIRM)."""
     m = result.ranking.as_dict()
     q = result.quality
     return {
@@ -76,6 +78,9 @@ def result_row(model_name: str, test: str, result: EvalResult) -> dict:
         "R5": 100 * m["R5"],
         "PSNR": q.get("PSNR"),
         "SSIM": q.get("SSIM"),
+        "input_PSNR": q.get("input_PSNR"),
+        "below_input": q.get("below_input"),
+        "restored": q.get("num_images"),
     }
 
 
