@@ -54,3 +54,18 @@ def test_demo_quick_writes_report_and_summary(tmp_path):
     assert (sjdl.model.firm.output, sjdl.model.firm.scale) == ("affine", 4)
     assert recipe.data.twins_in_batch and recipe.data.clear_twins and recipe.data.num_ids == 8
     assert "summary.json" in result.output.replace("\n", "")
+
+
+def test_demo_notes_describe_each_row_from_its_own_config():
+    from sjdl.config import load_config
+    from sjdl.experiments.demo import TRAINED, _row_note
+
+    notes = {m: _row_note(m, load_config("demo", o)) for m, (_, o) in TRAINED.items()}
+    assert notes["baseline"].endswith("the ReID network alone")
+    assert "at 1/4 resolution" in notes["sjdl"] and "clear twin" not in notes["sjdl"]
+    assert "in the same batch (8 ids x 2 foggy images" in notes["recommended"]
+    # a user's override shows in the note instead of the demo's own choice
+    published = load_config("demo", ["method=sjdl", "model.firm.output=residual"])
+    assert "FIRM's output is residual" in _row_note("sjdl", published)
+    records = load_config("demo", ["preset=recommended"])
+    assert "as further training images" in _row_note("recommended", records)

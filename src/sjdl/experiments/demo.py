@@ -126,7 +126,7 @@ def run_demo(
     for kind in UNSEEN_KINDS:  # fog kinds no training uses (README "Generalisation")
         root = fog_unseen(clear, out / "data" / f"unseen-{kind}", kind, cfg.train.seed)
         tests[f"unseen-{kind}"] = read_unseen(root)
-    rows, figures, runs, notes, real = [], [], {}, [], {}
+    rows, figures, runs, notes, real, cfgs = [], [], {}, [], {}, {}
 
     model = imagenet_model(cfg, device)
     for test, (q, g) in tests.items():
@@ -138,6 +138,7 @@ def run_demo(
         log(f"{label}: training on the demo set")
         seconds = train_run(run_cfg, out / method, log, progress, overwrite=True)
         model, run_cfg = load_run(out / method, device)
+        cfgs[method] = run_cfg
         for test, (q, g) in tests.items():
             result = evaluate_test(model, run_cfg, q, g, device)
             rows.append(result_row(method, test, result))
@@ -176,7 +177,7 @@ def run_demo(
         "quick": quick,
     }
     write_atomic(out / "summary.json", json.dumps(summary, indent=2))
-    notes += _notes(cfg, seconds, quick, real)
+    notes += _notes(cfg, seconds, quick, real, cfgs)
     return write_report(
         out / "report.html",
         "sjdl demo: ImageNet vs Baseline vs SJDL vs the recommended recipe in fog",
@@ -186,7 +187,33 @@ def run_demo(
     )
 
 
-def _notes(cfg, seconds: float, quick: bool, real: dict) -> list[str]:
+def _row_note(method: str, cfg) -> str:
+    """What a trained row does beyond Baseline, read from the config it was trained with."""
+    d, firm = cfg.data, cfg.model.firm
+    parts = []
+    if d.clear_twins:
+        how = (
+            f"in the same batch ({d.num_ids} ids x {d.num_instances} foggy images + their "
+            "twins a step)"
+            if d.twins_in_batch
+            else "as further training images of its id"
+        )
+        parts.append(f"also trains on each foggy image's clear twin, {how}")
+    if cfg.loss.lambda_consistency > 0:
+        parts.append("pulls a foggy image's embedding to its clear twin's")
+    if cfg.method != "baseline":
+        if firm.output == "affine":
+            res = "full" if firm.scale == 1 else f"1/{firm.scale}"
+            parts.append(
+                f"FIRM predicts a per-pixel gain and offset for the foggy image at {res} "
+                f"resolution (model.firm.output=affine, scale {firm.scale})"
+            )
+        else:
+            parts.append(f"FIRM's output is {firm.output} (model.firm.output)")
+    return f"{METHODS[method]}: " + ("; ".join(parts) if parts else "the ReID network alone")
+
+
+def _notes(cfg, seconds: float, quick: bool, real: dict, cfgs: dict) -> list[str]:
     size = "x".join(map(str, cfg.data.size_test))
     out = [
         f"whole demo: {seconds:.0f} s" + (" (quick mode: a pipeline check only)" if quick else ""),
@@ -194,11 +221,8 @@ def _notes(cfg, seconds: float, quick: bool, real: dict) -> list[str]:
         "L2-normalised, Euclidean distance. 'imagenet' = those weights with no ReID training "
         "(GAP feature, last stride 2 as trained on ImageNet); the trained rows are trained "
         f"with the same epochs, schedule and seed (configs/demo.yaml, last stride "
-        f"{cfg.model.last_stride}); the recommended recipe (preset=recommended, "
-        "the ReID network alone) also trains on each foggy image's clear twin, in the same "
-        "batch (8 ids x 2 foggy images + their twins; its epochs have twice the steps), with "
-        "the foggy/clear embedding consistency; SJDL's FIRM predicts a per-pixel gain and "
-        "offset for the foggy image at 1/4 resolution (model.firm.output=affine, scale 4).",
+        f"{cfg.model.last_stride}).",
+        *(_row_note(method, c) for method, c in cfgs.items()),
         f"Unseen fog: the test images fogged with {' and '.join(UNSEEN_KINDS)} fog (sjdl fog "
         "--kind), which no training uses; 'unseen' is the mean over those kinds.",
     ]
