@@ -91,7 +91,7 @@ def worker(setting: str, method: str, steps: int, compiled: str = "") -> dict:
         "s_per_step": statistics.median(times[2:]),
         "first_step_s": times[0],
         "peak_rss_mb": rss_mb,
-        "loss": float(loss),
+        "loss": float(loss.detach()),
     }
 
 
