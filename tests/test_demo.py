@@ -69,3 +69,16 @@ def test_demo_notes_describe_each_row_from_its_own_config():
     assert "FIRM's output is residual" in _row_note("sjdl", published)
     records = load_config("demo", ["preset=recommended"])
     assert "as further training images" in _row_note("recommended", records)
+
+
+def test_demo_rows_choose_what_trains_and_unknown_rows_are_refused(tmp_path):
+    out = tmp_path / "demo"
+    bad = CliRunner().invoke(app, ["demo", "--quick", "--rows", "baseline,sjdl_x", "-o", str(out)])
+    assert bad.exit_code != 0 and "unknown demo row 'sjdl_x'" in bad.output
+    assert "Traceback" not in bad.output and not out.exists()  # refused before any work
+    result = CliRunner().invoke(app, ["demo", "--quick", "--rows", "baseline", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["model"] for r in summary["rows"]} == {"imagenet", "baseline"}
+    assert not (out / "sjdl").exists() and not (out / "recommended").exists()
+    assert "ImageNet features vs Baseline in fog" in (out / "report.html").read_text()

@@ -111,10 +111,28 @@ def _table(rows: list[dict], inq: dict) -> tuple[str, list[str], list[list[str]]
     return ("ReID and restoration on the demo test set (mAP, R1, R5 in %)", header, body)
 
 
+def check_rows(rows: list[str] | None) -> list[str]:
+    """The trained rows to run, in the demo's order (None: all); one-line error otherwise."""
+    if rows is None:
+        return list(TRAINED)
+    bad = [r for r in rows if r not in TRAINED]
+    if bad or not rows:
+        what = f"unknown demo row {bad[0]!r}" if bad else "no demo row given"
+        raise ValueError(f"{what} (allowed: {', '.join(TRAINED)}; imagenet always runs)")
+    return [r for r in TRAINED if r in rows]
+
+
 def run_demo(
-    out: Path, quick: bool = False, extra: list[str] | None = None, log=print, progress=None
+    out: Path,
+    quick: bool = False,
+    extra: list[str] | None = None,
+    log=print,
+    progress=None,
+    rows: list[str] | None = None,
 ):
-    """Run the whole demo into ``out``; returns the path of ``report.html``."""
+    """Run the whole demo into ``out`` (``rows``: the trained rows, default all); returns the
+    path of ``report.html``."""
+    chosen = check_rows(rows)
     t0 = time.perf_counter()
     base = [*(QUICK if quick else []), *(extra or [])]
     cfg = load_config("demo", ["method=baseline", *base])
@@ -133,7 +151,8 @@ def run_demo(
         rows.append(result_row("imagenet", test, evaluate_test(model, cfg, q, g, device)))
     rows.append(_unseen_mean(rows, "imagenet"))
     crops = sample_records(data.real_train, REAL_CROPS)
-    for method, (label, overrides) in TRAINED.items():
+    for method in chosen:
+        label, overrides = TRAINED[method]
         run_cfg = load_config("demo", [*overrides, *base])
         log(f"{label}: training on the demo set")
         seconds = train_run(run_cfg, out / method, log, progress, overwrite=True)
@@ -180,7 +199,9 @@ def run_demo(
     notes += _notes(cfg, seconds, quick, real, cfgs)
     return write_report(
         out / "report.html",
-        "sjdl demo: ImageNet vs Baseline vs SJDL vs the recommended recipe in fog",
+        "sjdl demo: ImageNet features vs "
+        + " vs ".join(TRAINED[m][0].split(" (")[0] for m in chosen)
+        + " in fog",
         [_table(rows, inq)],
         figures,
         notes,
