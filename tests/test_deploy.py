@@ -161,6 +161,15 @@ def test_defog_cli_dcp_with_reference(fvrid, tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "out").iterdir())) == 2 and "restored PSNR" in r.output
+    # a restoration further from the reference than its input is named: here the reference
+    # is the foggy folder itself, so any change at all is a loss
+    r = runner.invoke(
+        app,
+        ["defog", str(syn / "query_foggy"), "-o", str(tmp_path / "o3"), "--method", "dcp"]
+        + ["--reference", str(syn / "query_foggy")],
+    )
+    assert r.exit_code == 0, r.output
+    assert "2 of 2 restored image(s) are further from the reference" in " ".join(r.output.split())
     r = runner.invoke(app, ["defog", str(syn / "query_foggy"), "-o", str(tmp_path / "o2")])
     assert r.exit_code == 2 and "needs --checkpoint" in r.stderr
 

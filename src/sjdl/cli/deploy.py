@@ -270,7 +270,7 @@ def defog_command(
         reid = ReID.from_checkpoint(checkpoint) if method == "firm" else None
         if reid is not None and not reid.has_firm:
             fail(f"{checkpoint}: the model has no FIRM (method=baseline)")
-        meter, before = QualityMeter(), QualityMeter()
+        meter, before, worse = QualityMeter(), QualityMeter(), []
         with progress_bar() as bar:
             task = bar.add_task(f"defogging ({method})", total=len(plan))
             for src, dst, rel in plan:
@@ -289,7 +289,8 @@ def defog_command(
                     skipped_refs.append(str(e))
                     clear = None
                 if clear is not None:
-                    meter.update(out, clear)
+                    if meter.update(out, clear, img)[0] < meter.input_psnr[-1]:
+                        worse.append(str(rel))
                     before.update(img, clear)
     except _errors() as e:
         fail(str(e))
@@ -316,6 +317,13 @@ def defog_command(
             f"{a['PSNR']:.2f} dB / SSIM {a['SSIM']:.4f} -> restored PSNR "
             f"{b['PSNR']:.2f} dB / SSIM {b['SSIM']:.4f}"
         )
+        if worse:  # a restoration further from the reference than its foggy input
+            shown = ", ".join(worse[:3]) + (f" and {len(worse) - 3} more" if len(worse) > 3 else "")
+            console.print(
+                f"[yellow]{len(worse)} of {b['num_images']} restored image(s) are further from "
+                f"the reference than their input: {shown}",
+                highlight=False,
+            )
 
 
 def _reference(folder: Path | None, rel: Path) -> Path | None:
