@@ -47,15 +47,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("demo", type=Path, help="a finished `sjdl demo` output folder")
     ap.add_argument("--row", default="sjdl", help="a demo row with FIRM")
+    ap.add_argument("--run", type=Path, help="another run folder with FIRM, on the demo's tests")
     args = ap.parse_args(argv)
-    model, cfg = load_run(args.demo / args.row, torch.device("cpu"))
+    run = args.run or args.demo / args.row
+    model, cfg = load_run(run, torch.device("cpu"))
     data = read_dataset(cfg.data, with_real=False)
     tests = {"foggy": data.query + data.gallery}
     for root in sorted((args.demo / "data").glob("unseen-*")):
         q, g = read_unseen(root)
         tests[root.name] = q + g
-    print(header(f"restorations against their own input, {args.demo}/{args.row}"))
-    print(f"# python scripts/demo_restorations.py {args.demo} --row {args.row}")
+    print(header(f"restorations against their own input, {run} ({cfg.method})"))
+    given = " ".join(sys.argv[1:] if argv is None else argv)
+    print(f"# python scripts/demo_restorations.py {given}")
     cols = "test images  n  below  input dB (below / rest)  loss dB mean/max  dark: in -> J_enh"
     print(cols + " (clear)  foggier")
     for test, records in tests.items():
