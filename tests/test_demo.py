@@ -38,6 +38,7 @@ def test_demo_quick_writes_report_and_summary(tmp_path):
     assert "imagenet" in html and "Baseline" in html and "SJDL" in html
     assert "Recommended recipe" in html
     assert "foggy input itself" in html
+    assert "identical" in html  # clear test images: the input is the clear image itself
     images = re.findall(r"src='([^']+)'", html)
     # rank lists x2, restorations of clear / foggy / unseen test images, real crops, curves x2
     assert len(images) >= 8

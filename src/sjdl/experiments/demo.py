@@ -97,12 +97,19 @@ def _fmt(v, digits: int = 2) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
 
+def _input_psnr(row: dict) -> str:
+    """The inputs' own PSNR; on clear test images the input is the clear image itself."""
+    if row["test"] == "clear" and row.get("input_PSNR") is not None:
+        return "identical"
+    return _fmt(row.get("input_PSNR"))
+
+
 def _table(rows: list[dict], inq: dict) -> tuple[str, list[str], list[list[str]]]:
     header = ["model", "test images", "mAP", "R1", "R5", "PSNR of J_enh (dB)", "SSIM of J_enh"]
     header += ["PSNR of the input (dB)", "J_enh below its input"]
     body = [
         [LABELS[r["model"]], r["test"], _fmt(r["mAP"]), _fmt(r["R1"]), _fmt(r["R5"])]
-        + [_fmt(r["PSNR"]), _fmt(r["SSIM"], 3), _fmt(r.get("input_PSNR"))]
+        + [_fmt(r["PSNR"]), _fmt(r["SSIM"], 3), _input_psnr(r)]
         + ["–" if r.get("below_input") is None else f"{r['below_input']} of {r['restored']}"]
         for r in rows
     ]
