@@ -289,7 +289,8 @@ def defog_command(
                     skipped_refs.append(str(e))
                     clear = None
                 if clear is not None:
-                    if meter.update(out, clear, img)[0] < meter.input_psnr[-1]:
+                    meter.update(out, clear, img)
+                    if meter.below[-1]:  # further from the reference than its input
                         worse.append(str(rel))
                     before.update(img, clear)
     except _errors() as e:

@@ -11,7 +11,7 @@ import torch
 from ..data.dataset import raise_if_strict
 from ..data.io import ImageReadError
 from .distance import pairwise_distance
-from .quality import QualityMeter, psnr
+from .quality import QualityMeter
 from .ranking import RankingResult, evaluate_ranking
 from .rerank import k_reciprocal_rerank
 
@@ -104,9 +104,10 @@ def _restore_batch(model, x, batch, quality, samples, max_samples, loader):
     j_enh = j_enh.float().clamp(0, 1).cpu()
     clear = batch.get("clear")
     foggy = batch["img"]
-    psnrs = None
+    psnrs = inputs = None
     if quality is not None and clear is not None:
         psnrs = quality.update(j_enh, clear, foggy)
+        inputs = quality.input_psnr[-len(psnrs) :]  # the inputs' PSNR, computed once there
     if samples is not None:
         for k in range(len(j_enh)):
             if len(samples) >= max_samples:
@@ -119,7 +120,7 @@ def _restore_batch(model, x, batch, quality, samples, max_samples, loader):
                     None if clear is None else clear[k],
                     None if psnrs is None else psnrs[k],
                     str(rec.path),
-                    None if clear is None else psnr(foggy[k], clear[k]),
+                    None if inputs is None else inputs[k],
                 )
             )
 

@@ -56,6 +56,7 @@ class QualityMeter:
         self.psnr: list[float] = []
         self.ssim: list[float] = []
         self.input_psnr: list[float] = []
+        self.below: list[bool] = []  # per image with its input: J_enh further from clear
 
     def update(
         self, restored: torch.Tensor, clear: torch.Tensor, foggy: torch.Tensor | None = None
@@ -67,7 +68,10 @@ class QualityMeter:
             self.ssim.append(ssim(r, c))
             values.append(p)
         if foggy is not None:
-            self.input_psnr += [psnr(f, c) for f, c in zip(foggy, clear, strict=True)]
+            inputs = [psnr(f, c) for f, c in zip(foggy, clear, strict=True)]
+            self.input_psnr += inputs
+            pairs = zip(values, inputs, strict=True)
+            self.below += [min(r, PSNR_CAP) < min(i, PSNR_CAP) for r, i in pairs]
         return values
 
     def result(self) -> dict:
@@ -81,8 +85,7 @@ class QualityMeter:
         }
         if len(self.input_psnr) == len(self.psnr):
             out["input_PSNR"] = float(np.mean([min(p, PSNR_CAP) for p in self.input_psnr]))
-            pairs = zip(self.psnr, self.input_psnr, strict=True)
-            out["below_input"] = sum(min(r, PSNR_CAP) < min(i, PSNR_CAP) for r, i in pairs)
+            out["below_input"] = sum(self.below)
         return out
 
 
