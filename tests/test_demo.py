@@ -1,6 +1,7 @@
 import json
 import re
 
+import pytest
 from typer.testing import CliRunner
 
 from sjdl.cli import app
@@ -83,3 +84,41 @@ def test_demo_rows_choose_what_trains_and_unknown_rows_are_refused(tmp_path):
     assert {r["model"] for r in summary["rows"]} == {"imagenet", "baseline"}
     assert not (out / "sjdl").exists() and not (out / "recommended").exists()
     assert "ImageNet features vs Baseline in fog" in (out / "report.html").read_text()
+
+
+def test_demo_refuses_a_folder_of_other_files_and_keeps_them(tmp_path):
+    out = tmp_path / "mine"
+    (out / "data").mkdir(parents=True)
+    (out / "report.html").write_text("my own report")
+    (out / "data" / "keep.txt").write_text("keep")
+    result = CliRunner().invoke(app, ["demo", "--quick", "-o", str(out)])
+    assert result.exit_code != 0 and "not the folder of an earlier sjdl demo" in result.output
+    assert "Traceback" not in result.output
+    assert (out / "report.html").read_text() == "my own report"
+    assert (out / "data" / "keep.txt").read_text() == "keep"
+    assert sorted(p.name for p in out.iterdir()) == ["data", "report.html"]  # no marker either
+    afile = tmp_path / "a.txt"
+    afile.write_text("x")
+    result = CliRunner().invoke(app, ["demo", "--quick", "-o", str(afile)])
+    assert result.exit_code != 0 and "a file, not a folder" in result.output
+
+
+def test_demo_output_check_accepts_its_own_folders_only(tmp_path):
+    from sjdl.experiments.demo import check_output
+    from sjdl.storage import OwnershipError, write_marker
+
+    check_output(tmp_path / "new")  # absent or empty: fine
+    old = tmp_path / "old"  # an earlier version's demo folder (no marker) with a killed run's lock
+    (old / "baseline").mkdir(parents=True)
+    (old / "baseline.lock").write_text("123")
+    summary = {"rows": [], "quick": False, "input_quality": {}}
+    (old / "summary.json").write_text(json.dumps(summary))
+    check_output(old)
+    (old / "notes.txt").write_text("mine")
+    with pytest.raises(OwnershipError, match=r"notes\.txt"):
+        check_output(old)
+    other = tmp_path / "index"
+    write_marker(other, "index", "sjdl index build")
+    (other / "vectors.npy").write_text("")
+    with pytest.raises(OwnershipError, match="another sjdl command"):
+        check_output(other)

@@ -174,6 +174,30 @@ def test_defog_cli_dcp_with_reference(fvrid, tmp_path):
     assert r.exit_code == 2 and "needs --checkpoint" in r.stderr
 
 
+def test_defog_reference_problems_are_named_not_silent(fvrid, tmp_path):
+    from PIL import Image
+
+    syn = fvrid / "FVRID_syn"
+    dcp = ["defog", str(syn / "query_foggy"), "--method", "dcp", "-o"]
+    for ref, why in ((tmp_path / "nowhere", "folder not found"), (fvrid / "x.jpg", "not a")):
+        if why == "not a":
+            ref.write_bytes(b"x")
+        r = runner.invoke(app, [*dcp, str(tmp_path / "o1"), "--reference", str(ref)])
+        assert r.exit_code == 2 and f"--reference {ref}: {why}" in " ".join(r.output.split())
+        assert not (tmp_path / "o1").exists()  # refused before any work
+    # one reference of another size, one input without a reference: both named, both left out
+    names = sorted(p.name for p in (syn / "query_clear").iterdir())
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    Image.open(syn / "query_clear" / names[0]).resize((10, 12)).save(ref / names[0])
+    r = runner.invoke(app, [*dcp, str(tmp_path / "o2"), "--reference", str(ref)])
+    text = " ".join(r.output.split())
+    assert r.exit_code == 0 and len(list((tmp_path / "o2").iterdir())) == 2, r.output
+    assert f"{ref / names[0]}:10x12,itsfoggyimageis" in "".join(r.output.split())
+    assert "1 of 2 input(s) have no reference image of the same relative path or name" in text
+    assert "restored PSNR" not in text  # nothing left to compare
+
+
 def test_firm_defog_tanh_output_is_the_image_as_in_evaluation(tmp_path):
     _, model = _checkpoint(tmp_path, "t", 0, "model.firm.output=tanh")
     x = torch.rand(1, 3, 64, 32)

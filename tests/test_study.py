@@ -220,8 +220,13 @@ def test_study_refuses_overrides_of_the_keys_it_sets(tmp_path):
 
 
 def test_unknown_row_error_lists_the_rows(tmp_path):
-    with pytest.raises(StudyError, match=r"unknown row 'sjdl\+bn_nowhere'.*baseline\+bn_gallery"):
+    with pytest.raises(StudyError, match=r"unknown row 'sjdl\+bn_nowhere'.*\+bn_gallery or"):
         Study(tmp_path, StudySettings(rows=["sjdl+bn_nowhere"]))
+    # a seed (row, density, test) named twice would count twice in the paired statistics
+    for kw, flag in ((dict(seeds=[0, 1, 0]), "--seeds: 0"), (dict(rows=["jdl", "jdl"]), "'jdl'")):
+        with pytest.raises(StudyError, match=f"{flag}.* given twice"):
+            Study(tmp_path / "d", StudySettings(**kw))
+    assert not (tmp_path / "d").exists()
     assert training_runs("imagenet", "dense", 0) == []
     assert training_runs("baseline+bn_gallery", "paper", 1) == [("baseline", "paper", 1)]
 

@@ -7,6 +7,7 @@ from . import (  # noqa: F401
     cases_inputs,
     cases_inputs_config,
     cases_outputs,
+    cases_recent,
     cases_runtime,
     cases_runtime2,
     cases_storage,

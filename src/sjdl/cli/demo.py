@@ -26,6 +26,7 @@ def demo_command(
     from ..config import ConfigError
     from ..data import DatasetError
     from ..experiments.demo import check_rows, run_demo
+    from ..storage import StorageError
 
     try:
         names = check_rows([r.strip() for r in rows.split(",") if r.strip()])
@@ -35,7 +36,7 @@ def demo_command(
         report = run_demo(
             output, quick, overrides, log=console.print, progress=EpochProgress(), rows=names
         )
-    except (DatasetError, ConfigError, FileNotFoundError) as e:
+    except (DatasetError, ConfigError, FileNotFoundError, StorageError) as e:
         fail(str(e))
     console.print(f"[bold green]report:[/] {report.resolve()}")
     console.print(f"[bold green]summary:[/] {(output / 'summary.json').resolve()}")

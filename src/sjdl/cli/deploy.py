@@ -263,8 +263,12 @@ def defog_command(
         fail(f"--method {method}: expected firm or dcp")
     if method == "firm" and checkpoint is None:
         fail("--method firm needs --checkpoint (or use --method dcp)")
+    if reference is not None and not reference.is_dir():
+        what = "not a folder" if reference.exists() else "folder not found"
+        fail(f"--reference {reference}: {what} (a folder of clear images named as the inputs)")
     skipped: list[str] = []
-    skipped_refs: list[str] = []
+    skipped_refs: list[str] = []  # reference images that cannot be compared (why)
+    unmatched: list[str] = []  # inputs without a reference image of their path or name
     try:
         plan = plan_defog_outputs(inputs, output, overwrite)
         reid = ReID.from_checkpoint(checkpoint) if method == "firm" else None
@@ -282,12 +286,19 @@ def defog_command(
                     continue
                 out = reid.defog(img) if reid else defog_dcp(img)
                 save_image(out[0], dst)
+                clear = None
                 ref = _reference(reference, rel)
-                try:
-                    clear = read_image(ref)[None] if ref is not None else None
-                except ImageReadError as e:
-                    skipped_refs.append(str(e))
-                    clear = None
+                if reference is not None and ref is None:
+                    unmatched.append(str(rel))
+                elif ref is not None:
+                    try:
+                        clear = read_image(ref)[None]
+                    except ImageReadError as e:
+                        skipped_refs.append(str(e))
+                    if clear is not None and clear.shape != img.shape:
+                        (h, w), (hi, wi) = clear.shape[-2:], img.shape[-2:]
+                        skipped_refs.append(f"{ref}: {w}x{h}, its foggy image is {wi}x{hi}")
+                        clear = None
                 if clear is not None:
                     meter.update(out, clear, img)
                     if meter.below[-1]:  # further from the reference than its input
@@ -304,8 +315,14 @@ def defog_command(
         )
     if skipped_refs:
         console.print(
-            f"[yellow]{len(skipped_refs)} unreadable reference image(s) left out of PSNR/SSIM, "
-            f"e.g. {skipped_refs[0]}",
+            f"[yellow]{len(skipped_refs)} reference image(s) unreadable or of another size, "
+            f"left out of PSNR/SSIM, e.g. {skipped_refs[0]}",
+            highlight=False,
+        )
+    if unmatched:
+        console.print(
+            f"[yellow]{len(unmatched)} of {len(plan)} input(s) have no reference image of the "
+            f"same relative path or name in {reference}, e.g. {unmatched[0]}",
             highlight=False,
         )
     if not done:

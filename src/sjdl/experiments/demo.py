@@ -15,7 +15,17 @@ from ..engine.logger import read_metrics
 from ..evaluation.plots import line_plot
 from ..evaluation.report import write_report
 from ..evaluation.visualize import restoration_row, save_rank_lists, save_restoration_grid, stack
-from ..storage import save_pil, write_atomic
+from ..storage import (
+    MARKER,
+    OwnershipError,
+    check_replaceable,
+    folder_lock,
+    owner,
+    remove_stale_temporaries,
+    save_pil,
+    write_atomic,
+    write_marker,
+)
 from .runs import (
     clear_records,
     evaluate_test,
@@ -118,6 +128,39 @@ def _table(rows: list[dict], inq: dict) -> tuple[str, list[str], list[list[str]]
     return ("ReID and restoration on the demo test set (mAP, R1, R5 in %)", header, body)
 
 
+# what a demo folder holds (a rerun replaces these; anything else there stops it): its files,
+# data, run folders and their locks (a killed run can leave one; the kernel has released it)
+OWN_FILES = ("report.html", "summary.json", "loss_curves.png", "val_map.png")
+OWN = (*OWN_FILES, "data", *TRAINED, *(f"{m}.lock" for m in TRAINED))
+
+
+def _earlier_demo(out: Path) -> bool:
+    """A folder written by a version of ``sjdl demo`` from before the ownership marker."""
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and {"rows", "quick", "input_quality"} <= summary.keys()
+
+
+def check_output(out: Path) -> None:
+    """Refuse an output that is a file, or a non-empty folder that is not an earlier demo's
+    or holds files the demo did not write (a rerun replaces only the demo's own files)."""
+    if out.exists() and not out.is_dir():
+        raise OwnershipError(f"{out}: a file, not a folder; choose another output folder (-o)")
+    if not out.is_dir():
+        return
+    remove_stale_temporaries(out, [*OWN_FILES, MARKER])  # of a demo killed while writing
+    if not any(out.iterdir()):
+        return
+    if owner(out) is None and not _earlier_demo(out):
+        raise OwnershipError(
+            f"{out}: not empty and not the folder of an earlier sjdl demo; the demo writes "
+            "report.html, summary.json and run folders there: choose a new or empty folder (-o)"
+        )
+    check_replaceable(out, "demo", OWN, "sjdl demo")
+
+
 def check_rows(rows: list[str] | None) -> list[str]:
     """The trained rows to run, in the demo's order (None: all); one-line error otherwise."""
     if rows is None:
@@ -140,6 +183,15 @@ def run_demo(
     """Run the whole demo into ``out`` (``rows``: the trained rows, default all); returns the
     path of ``report.html``."""
     chosen = check_rows(rows)
+    check_output(out)
+    with folder_lock(out, "the demo"):
+        check_output(out)  # as it is now that no other demo can write it
+        out.mkdir(parents=True, exist_ok=True)
+        write_marker(out, "demo", "sjdl demo")
+        return _run(out, quick, extra, log, progress, chosen)
+
+
+def _run(out: Path, quick: bool, extra, log, progress, chosen: list[str]) -> Path:
     t0 = time.perf_counter()
     base = [*(QUICK if quick else []), *(extra or [])]
     cfg = load_config("demo", ["method=baseline", *base])

@@ -172,15 +172,32 @@ class StudySettings:
         ):
             bad = [x for x in names if x not in known]
             if bad:
-                raise StudyError(f"unknown {what} {bad[0]!r} (allowed: {', '.join(known)})")
+                raise StudyError(f"unknown {what} {bad[0]!r} (allowed: {_allowed(known)})")
         if not self.seeds or not self.rows or not self.densities or not self.tests:
             raise StudyError("a study needs at least one seed, row, density and test set")
+        for flag, names in (
+            ("--seeds", self.seeds),
+            ("--rows", self.rows),
+            ("--densities", self.densities),
+            ("--tests", self.tests),
+        ):
+            twice = [x for i, x in enumerate(names) if x in names[:i]]
+            if twice:  # a seed counted twice would narrow every interval
+                raise StudyError(f"{flag}: {twice[0]!r} is given twice; name each once")
         bad_size = len(self.size) != 2 or min(self.size) < 32 or any(x % 32 for x in self.size)
         if self.epochs < 1 or bad_size:
             raise StudyError(
                 f"epochs >= 1 and image sides that are multiples of 32 (FIRM) needed, got "
                 f"{self.epochs} epochs, size {self.size[0]}x{self.size[1]}"
             )
+
+
+def _allowed(known) -> str:
+    """The names in ``known``, rows' "+bn_*" variants folded into one phrase."""
+    plain = [k for k in known if "+" not in k]
+    suffixes = sorted({k.split("+", 1)[1] for k in known if "+" in k})
+    more = f"; any row with {' or '.join('+' + x for x in suffixes)}" if suffixes else ""
+    return ", ".join(plain) + more
 
 
 # keys the study sets per run: an override of them would make every seed or row the same

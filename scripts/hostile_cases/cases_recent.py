@@ -1,0 +1,77 @@
+"""Surfaces added after the first probes: the demo's output folder and rows, ``defog
+--reference``, the study's lists (a value named twice would count twice in its statistics)."""
+
+from __future__ import annotations
+
+from .world import Snapshot, World, case, refused, refused_or_ok, write_image
+
+
+def _folder_of_mine(w: World):
+    mine = w.new("my-results")
+    (mine / "data").mkdir(parents=True)
+    (mine / "report.html").write_text("my own report")
+    (mine / "data" / "notes.txt").write_text("keep")
+    return mine
+
+
+@case("overwrite")
+def case_demo_into_folder_of_other_files(w):
+    mine = _folder_of_mine(w)
+    intact = Snapshot(mine)
+    r = w.sjdl("demo", "--quick", "-o", mine)
+    return refused(r, names=(mine.name,), intact=intact, leftovers=(mine / ".sjdl-owner.json",))
+
+
+@case("overwrite")
+def case_demo_output_is_a_file(w):
+    f = w.new("results.txt")
+    f.write_text("mine")
+    intact = Snapshot(f)
+    return refused(w.sjdl("demo", "--quick", "-o", f), names=(f.name,), intact=intact)
+
+
+@case("inputs")
+def case_demo_unknown_row(w):
+    out = w.new("demo-parent") / "demo"
+    r = w.sjdl("demo", "--quick", "--rows", "baseline,SJDL", "-o", out)
+    return refused(r, names=("SJDL",), leftovers=(out,))
+
+
+def _foggy(w: World, n: int = 2):
+    src = w.new("foggy")
+    for i in range(n):
+        write_image(src / f"img{i}.jpg", size=(40, 56), seed=i)
+    return src
+
+
+@case("inputs")
+def case_defog_reference_missing(w):
+    src, out = _foggy(w), w.new("parent") / "restored"
+    r = w.sjdl("defog", src, "--method", "dcp", "-o", out, "--reference", w.root / "clear-typo")
+    return refused(r, names=("clear-typo",), leftovers=(out,))
+
+
+@case("inputs")
+def case_defog_reference_other_size(w):
+    src, out, ref = _foggy(w), w.new("restored"), w.new("clear")
+    write_image(ref / "img0.jpg", size=(20, 28), seed=5)  # half the foggy image's size
+
+    def check():
+        made = sorted(p.name for p in out.iterdir())
+        if made != ["img0.jpg", "img1.jpg"]:
+            return f"expected both restorations, got {made}"
+        if not r.said("img0.jpg: 28x20, its foggy image is 56x40"):
+            return "the reference of another size is not named"
+        if not r.said("1 of 2 input(s) have no reference image"):
+            return "the input without a reference is not counted"
+        return None
+
+    r = w.sjdl("defog", src, "--method", "dcp", "-o", out, "--reference", ref)
+    return refused_or_ok(r, check)
+
+
+@case("inputs")
+def case_study_seed_given_twice(w):
+    out = w.new("study-parent") / "study"
+    r = w.sjdl("study", "--quick", "--seeds", "0,0", "-o", out)
+    return refused(r, names=("--seeds",), leftovers=(out,))
