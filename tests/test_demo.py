@@ -84,6 +84,37 @@ def test_demo_rows_choose_what_trains_and_unknown_rows_are_refused(tmp_path):
     assert {r["model"] for r in summary["rows"]} == {"imagenet", "baseline"}
     assert not (out / "sjdl").exists() and not (out / "recommended").exists()
     assert "ImageNet features vs Baseline in fog" in (out / "report.html").read_text()
+    # a rerun (after an interruption, say) reuses a row it finished: same config and code
+    weights = out / "baseline" / "checkpoints" / "best.safetensors"
+    before = (weights.stat().st_mtime_ns, weights.read_bytes())
+    again = CliRunner().invoke(app, ["demo", "--quick", "--rows", "baseline", "-o", str(out)])
+    assert again.exit_code == 0 and "Baseline: reusing the finished training" in again.output
+    assert (weights.stat().st_mtime_ns, weights.read_bytes()) == before
+    rows = json.loads((out / "summary.json").read_text())["rows"]
+    assert rows == summary["rows"]  # the same model evaluated again: the same numbers
+    assert "reused: same config and code" in (out / "report.html").read_text()
+    args = ["demo", "--quick", "--rows", "baseline", "--retrain", "-o", str(out)]
+    retrained = CliRunner().invoke(app, args)
+    assert retrained.exit_code == 0 and "reusing" not in retrained.output
+    assert weights.stat().st_mtime_ns != before[0]
+
+
+def test_a_finished_run_is_reused_only_with_its_config_and_code(tmp_path):
+    from sjdl.config import load_config
+    from sjdl.experiments.runs import FINISHED, code_fingerprint, finished_run
+
+    cfg = load_config("demo", ["method=baseline"])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(cfg.to_yaml())
+    assert finished_run(run, cfg) == (None, "no finished training there")  # interrupted
+    (run / FINISHED).write_text(json.dumps({"seconds": 12.5, "code": code_fingerprint()}))
+    assert finished_run(run, cfg) == (12.5, "")
+    other = load_config("demo", ["method=baseline", "train.lr=1e-4"])
+    seconds, why = finished_run(run, other)
+    assert seconds is None and why == "its config differs (train.lr=0.00035 -> 0.0001)"
+    (run / FINISHED).write_text(json.dumps({"seconds": 12.5, "code": "0" * 64}))
+    assert finished_run(run, cfg) == (None, "it was trained by other code")
 
 
 def test_demo_refuses_a_folder_of_other_files_and_keeps_them(tmp_path):

@@ -345,3 +345,8 @@ def validate(cfg: Config) -> None:
             "with low <= high"
         )
     check_device_name(cfg.train.device)
+
+
+def flat_dict(d: dict) -> dict:
+    """A nested dict (``Config.to_dict()``) as {"section.key": value}."""
+    return _flatten(d)

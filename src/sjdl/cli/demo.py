@@ -19,6 +19,9 @@ def demo_command(
         help="Trained rows, comma-separated (ImageNet features always run); fewer rows, less "
         "time: baseline ~2, sjdl ~4, recommended ~4 minutes on 2 CPU cores.",
     ),
+    retrain: bool = typer.Option(
+        False, help="Train every row again, even one an earlier (interrupted) run finished."
+    ),
     overrides: list[str] | None = typer.Argument(None, help="Extra overrides key=value."),
 ):
     """Train Baseline, SJDL and the recommended recipe on the embedded demo data, evaluate them
@@ -34,7 +37,13 @@ def demo_command(
         fail(str(e))
     try:
         report = run_demo(
-            output, quick, overrides, log=console.print, progress=EpochProgress(), rows=names
+            output,
+            quick,
+            overrides,
+            log=console.print,
+            progress=EpochProgress(),
+            rows=names,
+            retrain=retrain,
         )
     except (DatasetError, ConfigError, FileNotFoundError, StorageError) as e:
         fail(str(e))

@@ -13,16 +13,11 @@ from .progress import EpochProgress
 RESUME_SAFE = ("train.epochs", "data.workers", "train.log_every", "train.tensorboard")
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
 def resume_changes(saved, wanted) -> list[tuple[str, object, object]]:
     """(key, saved value, new value) for every key the overrides change."""
-    a, b = _flat(saved.to_dict()), _flat(wanted.to_dict())
+    from ..config import flat_dict
+
+    a, b = flat_dict(saved.to_dict()), flat_dict(wanted.to_dict())
     return [(k, a[k], b[k]) for k in a if a[k] != b[k]]
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..storage import stale_temporaries
 
-RUN_FILES = ("config.yaml", "train.log", "metrics.jsonl")
+FINISHED = "finished.json"  # written when a training ran to its end (experiments.runs)
+RUN_FILES = ("config.yaml", "train.log", "metrics.jsonl", FINISHED)
 CHECKPOINT_FILES = ("best.safetensors", "last.safetensors", "last_state.pt")
 
 

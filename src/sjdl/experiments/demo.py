@@ -29,6 +29,7 @@ from ..storage import (
 from .runs import (
     clear_records,
     evaluate_test,
+    finished_run,
     imagenet_model,
     input_quality,
     load_run,
@@ -179,19 +180,21 @@ def run_demo(
     log=print,
     progress=None,
     rows: list[str] | None = None,
+    retrain: bool = False,
 ):
     """Run the whole demo into ``out`` (``rows``: the trained rows, default all); returns the
-    path of ``report.html``."""
+    path of ``report.html``. A row whose training an earlier run of the demo finished there
+    with the same config and code is reused, unless ``retrain``."""
     chosen = check_rows(rows)
     check_output(out)
     with folder_lock(out, "the demo"):
         check_output(out)  # as it is now that no other demo can write it
         out.mkdir(parents=True, exist_ok=True)
         write_marker(out, "demo", "sjdl demo")
-        return _run(out, quick, extra, log, progress, chosen)
+        return _run(out, quick, extra, log, progress, chosen, retrain)
 
 
-def _run(out: Path, quick: bool, extra, log, progress, chosen: list[str]) -> Path:
+def _run(out: Path, quick: bool, extra, log, progress, chosen: list[str], retrain) -> Path:
     t0 = time.perf_counter()
     base = [*(QUICK if quick else []), *(extra or [])]
     cfg = load_config("demo", ["method=baseline", *base])
@@ -213,8 +216,14 @@ def _run(out: Path, quick: bool, extra, log, progress, chosen: list[str]) -> Pat
     for method in chosen:
         label, overrides = TRAINED[method]
         run_cfg = load_config("demo", [*overrides, *base])
-        log(f"{label}: training on the demo set")
-        seconds = train_run(run_cfg, out / method, log, progress, overwrite=True)
+        seconds, why = (None, "--retrain") if retrain else finished_run(out / method, run_cfg)
+        reused = seconds is not None  # an earlier (interrupted) demo trained it: same config, code
+        if reused:
+            log(f"{label}: reusing the finished training in {out / method} (--retrain: again)")
+        else:
+            earlier = (out / method / "config.yaml").is_file() and not retrain
+            log(f"{label}: training on the demo set" + (f" (not reused: {why})" if earlier else ""))
+            seconds = train_run(run_cfg, out / method, log, progress, overwrite=True)
         model, run_cfg = load_run(out / method, device)
         cfgs[method] = run_cfg
         for test, (q, g) in tests.items():
@@ -241,7 +250,11 @@ def _run(out: Path, quick: bool, extra, log, progress, chosen: list[str]) -> Pat
             )
         epochs = [r for r in read_metrics(out / method) if r["kind"] == "epoch"]
         rate = epochs[-1]["images_per_s"] if epochs else float("nan")
-        notes.append(f"{label}: {seconds:.0f} s of training, {rate:.1f} synthetic images/s")
+        again = f" (by an earlier run of the demo in {out}, reused: same config and code)"
+        notes.append(
+            f"{label}: {seconds:.0f} s of training, {rate:.1f} synthetic images/s"
+            + (again if reused else "")
+        )
         runs[method] = out / method
     figures += _curves(runs, out)
     inq = input_quality(cfg, data.query + data.gallery)

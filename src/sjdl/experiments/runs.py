@@ -3,29 +3,68 @@ a model on the clear and the foggy test images, measure restorations of real fog
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from ..config import Config, load_config
+from ..config import Config, flat_dict, load_config
 from ..data import PairedTransform, eval_loader
 from ..data.io import read_image
 from ..engine import train
+from ..engine.rundir import FINISHED
 from ..evaluation.evaluator import EvalResult, evaluate
 from ..evaluation.quality import QualityMeter, haze_statistics
 from ..models import build_model
 from ..models.io import load_model
+from ..storage import sha256_file, sha256_json, write_atomic
 
 
 def train_run(cfg: Config, run_dir: Path, log=print, progress=None, overwrite=False) -> float:
     """Train ``cfg`` into ``run_dir``; returns the wall-clock seconds it took. ``overwrite``
-    replaces an earlier run's own files there (the demo's re-runs), else such a folder is
-    refused."""
+    replaces an earlier run's own files there (its finished.json first), else such a folder
+    is refused. At the end, ``finished.json`` records the seconds and the code."""
     t = time.perf_counter()
     train(cfg, run_dir, log=log, progress=progress, overwrite=overwrite)
-    return time.perf_counter() - t
+    seconds = time.perf_counter() - t
+    record = {"seconds": seconds, "code": code_fingerprint()}  # see finished_run
+    write_atomic(run_dir / FINISHED, json.dumps(record))
+    return seconds
+
+
+def config_change(run_dir: Path, cfg: Config) -> str | None:
+    """The first key whose value in ``run_dir``'s config.yaml differs from ``cfg`` (the run's
+    own paths aside: its folder may have been moved), as "key=old -> new"; None if none."""
+    old = flat_dict(load_config(text=(run_dir / "config.yaml").read_text()).to_dict())
+    new = flat_dict(cfg.to_dict())
+    moved = ("data.root", "train.output_dir")
+    diff = [k for k in new if old.get(k) != new[k] and k not in moved]
+    return f"{diff[0]}={old.get(diff[0])!r} -> {new[diff[0]]!r}" if diff else None
+
+
+def code_fingerprint() -> str:
+    """sha256 over the package's Python sources (what code trained a run)."""
+    root = Path(__file__).resolve().parents[1]
+    return sha256_json(
+        [[p.relative_to(root).as_posix(), sha256_file(p)] for p in sorted(root.rglob("*.py"))]
+    )
+
+
+def finished_run(run_dir: Path, cfg: Config) -> tuple[float | None, str]:
+    """(training seconds, "") when ``run_dir`` holds a training of ``cfg`` that ran to its end
+    with this code, else (None, why it cannot be reused)."""
+    try:
+        record = json.loads((run_dir / FINISHED).read_text())
+        change = config_change(run_dir, cfg)
+    except (OSError, ValueError):
+        return None, "no finished training there"
+    if change:
+        return None, f"its config differs ({change})"
+    if record.get("code") != code_fingerprint():
+        return None, "it was trained by other code"
+    return float(record["seconds"]), ""
 
 
 def load_run(run_dir: Path, device) -> tuple[torch.nn.Module, Config]:

@@ -22,7 +22,7 @@ from ..config import load_config
 from ..data.fog_kinds import UNSEEN_KINDS
 from ..engine import train
 from ..storage import folder_lock, write_atomic
-from .runs import train_run
+from .runs import config_change, train_run
 from .study_data import (
     DENSITIES,
     check_split,
@@ -200,14 +200,11 @@ class Study(StudyEvaluation):
     @staticmethod
     def _same_config(run_dir: Path, cfg) -> None:
         """A finished run is reused only if it was trained with today's config."""
-        old = _flat(load_config(text=(run_dir / "config.yaml").read_text()).to_dict())
-        new = _flat(cfg.to_dict())
-        moved = ("data.root", "train.output_dir")  # the study folder may have been moved
-        diff = [k for k in new if old.get(k) != new[k] and k not in moved]
-        if diff:
+        change = config_change(run_dir, cfg)  # the study folder may have been moved
+        if change:
             raise StudyError(
-                f"{run_dir}: trained with {diff[0]}={old.get(diff[0])!r}, the config now gives "
-                f"{new[diff[0]]!r} (configs/demo.yaml changed?); use another output folder"
+                f"{run_dir}: trained with another config than the one now given ({change}; "
+                "configs/demo.yaml changed?); use another output folder"
             )
 
 
@@ -215,13 +212,6 @@ def _beta_range(density: str) -> tuple[float, float]:
     from ..data.fog import fog_ranges
 
     return fog_ranges(DENSITIES[density])[0]
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
 
 
 class _StepProgress:
