@@ -85,6 +85,9 @@ class DataConfig:
     pad: int = 10
     random_erasing: float = 0.0
     workers: int = 2
+    # decoded images kept in memory, MB per run shared out among the loading processes
+    # (data/cache.py; exact: the decoder's own pixels); 0 = decode every time
+    cache_mb: int = 512
     strict: bool = False
     fog_on_the_fly: bool = False
     # fog augmentation: with probability fog_augment_p a synthetic training image is re-fogged

@@ -76,6 +76,7 @@ RANGES: dict[str, Range] = {
     "data.pad": Range(0, 1024, note="pixels"),
     "data.random_erasing": PROBABILITY,
     "data.workers": Range(0, 256),
+    "data.cache_mb": Range(0, 1 << 20),
     "loss.triplet_margin": Range(0.0, 100.0),
     "loss.label_smoothing": Range(0.0, 1.0, hi_open=True),
     "loss.lambda_restoration": WEIGHT,

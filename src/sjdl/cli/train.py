@@ -10,7 +10,13 @@ from .common import config_from_cli, console, fail
 from .progress import EpochProgress
 
 # keys that a resumed run may change: they do not alter what was already trained
-RESUME_SAFE = ("train.epochs", "data.workers", "train.log_every", "train.tensorboard")
+RESUME_SAFE = (
+    "train.epochs",
+    "data.workers",
+    "data.cache_mb",
+    "train.log_every",
+    "train.tensorboard",
+)
 
 
 def resume_changes(saved, wanted) -> list[tuple[str, object, object]]:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from .cache import configure_cache
 from .fog import FOG_PRESETS, builtin_depth, random_fog
 from .fog_kinds import random_kind_fog
 from .io import ImageReadError, read_image
@@ -47,8 +48,10 @@ class ReIDDataset(Dataset):
         fog_preset: str = "paper",
         fog_seed: int | None = None,
         augment: tuple | None = None,
+        cache: bool = False,
     ):
         self.records = list(records)
+        self.cache = cache  # decoded pixels kept in memory (data/cache.py)
         self.transform = transform
         self.with_clear = with_clear
         self.strict = strict
@@ -63,7 +66,9 @@ class ReIDDataset(Dataset):
 
     def _load(self, rec: ImageRecord, index: int):
         want_clear = self.with_clear or self.fog_on_the_fly or self.augment is not None
-        clear = read_image(rec.clear, self.max_side) if want_clear and rec.clear else None
+        clear = (
+            read_image(rec.clear, self.max_side, self.cache) if want_clear and rec.clear else None
+        )
         if self.augment is not None and clear is not None:
             kinds, p, beta, airlight = self.augment
             if float(torch.rand(1)) < p:
@@ -75,7 +80,7 @@ class ReIDDataset(Dataset):
                 gen = torch.Generator().manual_seed(self.fog_seed * 1_000_003 + index)
             foggy = random_fog(clear[None], gen, *self.fog_ranges)[0]
         else:
-            foggy = read_image(rec.path, self.max_side)
+            foggy = read_image(rec.path, self.max_side, self.cache)
         if clear is not None and clear.shape != foggy.shape:
             raise ImageReadError(
                 f"{rec.path}: size {tuple(foggy.shape[-2:])} differs from its "
@@ -144,6 +149,12 @@ def _loader_kwargs(workers: int, device: torch.device | str | None) -> dict:
     }
 
 
+def _cache(data_cfg) -> bool:
+    """Whether this loader keeps decoded images (``data.cache_mb``; configures the limit)."""
+    configure_cache(data_cfg.cache_mb, data_cfg.workers)
+    return data_cfg.cache_mb > 0
+
+
 def train_loader(
     records,
     data_cfg,
@@ -176,6 +187,7 @@ def train_loader(
         data_cfg.fog_on_the_fly,
         fog_preset,
         augment=augment,
+        cache=_cache(data_cfg),
     )
     if all(r.pid < 0 for r in records):  # unlabelled: random batches of the same size
         sampler = RandomBatchSampler(
@@ -219,6 +231,7 @@ def eval_loader(
         fog_on_the_fly=fog_preset is not None,
         fog_preset=fog_preset or "paper",
         fog_seed=0 if fog_preset is not None else None,
+        cache=_cache(data_cfg),
     )
     return DataLoader(
         ds, batch_size=batch_size, shuffle=False, **_loader_kwargs(data_cfg.workers, device)

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from ..storage import save_pil
+from .cache import CACHE
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP")
 ALLOWED_TEXT = "JPEG, PNG, BMP or WebP"
@@ -147,20 +148,29 @@ def _to_array(im: Image.Image, path) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def read_image(path: str | Path, max_side: int | None = None) -> torch.Tensor:
+def read_image(path: str | Path, max_side: int | None = None, cached: bool = False) -> torch.Tensor:
     """Decode to a float tensor (3, H, W) in [0, 1]. With ``max_side``, JPEG decoding may use
-    DCT scaling (Pillow ``draft``) to a size no smaller than that, which is much faster."""
+    DCT scaling (Pillow ``draft``) to a size no smaller than that, which is much faster.
+    ``cached``: keep the decoded pixels in memory for the next read (data/cache.py)."""
+    key = CACHE.key(path, max_side) if cached and CACHE.limit else None
+    arr = CACHE.get(key)
+    if arr is None:
+        arr = _decode(path, max_side)
+        CACHE.put(key, arr)
+    t = torch.from_numpy(arr.copy()).permute(2, 0, 1)
+    return t.float() if arr.dtype == np.float32 else t.float().div_(255)
+
+
+def _decode(path: str | Path, max_side: int | None) -> np.ndarray:
     try:
         with open_image(path) as im:
             if max_side and im.format == "JPEG":
                 im.draft("RGB", (max_side, max_side))
-            arr = _to_array(im, path)
+            return _to_array(im, path)
     except ImageReadError:
         raise
     except (OSError, SyntaxError, ValueError, RuntimeError, Image.DecompressionBombError) as e:
         raise ImageReadError(f"{path}: cannot read image ({e})", path) from None
-    t = torch.from_numpy(arr.copy()).permute(2, 0, 1)
-    return t.float() if arr.dtype == np.float32 else t.float().div_(255)
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
