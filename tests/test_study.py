@@ -109,6 +109,10 @@ def test_quick_study_writes_outputs_and_resumes_without_retraining(tmp_path):
         # rows that restore are scored on every test set (a clear image is its own target)
         restores = r["row"] in ("dcp_reid", "sjdl")
         assert (r["PSNR"] != "") == restores
+        if restores:  # and each restoration is compared with its own foggy input
+            assert 0 <= int(r["below_input"]) <= int(r["restored"]) and int(r["restored"]) > 0
+        else:
+            assert r["below_input"] == r["restored"] == ""
         ap = np.load(out / "per_query" / f"{r['row']}-dense-{r['test']}-s0.npz")["AP"]
         assert ap.shape == (160,) and float(r["mAP"]) == pytest.approx(100 * ap.mean(), abs=1e-3)
     summary = (out / "summary.md").read_text()
@@ -177,10 +181,12 @@ def test_summary_pairs_rows_with_baseline_by_seed_and_query(tmp_path):
         for row, ap in (("baseline", base), ("jdl", base.copy()), ("sjdl", base + 0.1)):
             r1 = (ap > 0.5).astype(float)
             save_npz(query_file(tmp_path, row, "dense", "foggy", seed), AP=ap, R1=r1)
+            restores = {"below_input": str(seed), "restored": "50"} if row == "sjdl" else {}
             table.append(
                 {"row": row, "density": "dense", "test": "foggy", "seed": str(seed)}
                 | {"mAP": str(100 * ap.mean()), "R1": str(100 * r1.mean()), "PSNR": ""}
                 | {"SSIM": ""}
+                | restores
             )
     settings = StudySettings(rows=["baseline", "jdl", "sjdl"], densities=["dense"], seeds=[0, 1])
     got = {s["row"]: s for s in summarize(tmp_path, table, settings)}
@@ -192,6 +198,8 @@ def test_summary_pairs_rows_with_baseline_by_seed_and_query(tmp_path):
     text = markdown(list(got.values()), {"dense": {"PSNR": 12.0, "SSIM": 0.5}})
     assert "+10.00 [+10.00, +10.00]" in text and "+0.00 [+0.00, +0.00]" in text
     assert "dense fog PSNR 12.00 dB" in text
+    # restorations below their input, summed over the seeds (0 + 1); rows without: none
+    assert got["sjdl"]["below_input"] == "1 of 100" and got["jdl"]["below_input"] is None
     glance = text.split("### At a glance")[1].split("###")[0]
     assert "| SJDL | " in glance and "| +10.00 [+10.00, +10.00] | – |" in glance
 

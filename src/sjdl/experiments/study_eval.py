@@ -153,6 +153,8 @@ class StudyEvaluation:
                 "queries": m["num_valid_queries"],
                 "train_s": self._train_seconds(row, density, seed),
                 "eval_s": f"{seconds:.2f}",
+                "below_input": result.quality.get("below_input", ""),
+                "restored": result.quality.get("num_images", ""),
             }
         )
         write_table(self.table_path, self.table)

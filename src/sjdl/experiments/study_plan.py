@@ -103,6 +103,9 @@ DEFAULT_ROWS = [
 TESTS = ("clear", "foggy", *UNSEEN_KINDS)  # the unseen kinds: fog no training uses
 FIELDS = ["row", "density", "test", "seed", "mAP", "R1", "R5", "mINP", "PSNR", "SSIM"]
 FIELDS += ["queries", "train_s", "eval_s"]
+# restorations further from the clear image than their foggy input, of how many (as counted
+# by evaluation.quality.QualityMeter); empty where a row does not restore
+FIELDS += ["below_input", "restored"]
 # Only for the time-left bar: cost of one training step relative to Baseline's, of one
 # validation (per epoch) and of evaluating a row on one test set, in Baseline steps
 # (measured at 96x96 on 2 CPU cores: Baseline 0.24 s/step, JDL 0.72, SJDL 0.81).

@@ -91,7 +91,7 @@ def color(row: str) -> tuple[int, int, int]:
 SUMMARY_FIELDS = ["density", "test", "row", "seeds", "mAP_mean", "mAP_std", "R1_mean", "R1_std"]
 SUMMARY_FIELDS += ["mAP_low", "mAP_high", "dmAP", "dmAP_low", "dmAP_high", "dR1", "dR1_low"]
 SUMMARY_FIELDS += ["dR1_high", "dmAP_imagenet", "dmAP_imagenet_low", "dmAP_imagenet_high"]
-SUMMARY_FIELDS += ["PSNR", "SSIM", "seed_dmAP"]
+SUMMARY_FIELDS += ["PSNR", "SSIM", "seed_dmAP", "below_input"]
 UNSEEN = "unseen"  # the mean over the unseen fog kinds, as one test
 
 
@@ -170,8 +170,19 @@ def summarize(out: Path, table: list[dict], settings) -> list[dict]:
                     vals = [_float(r[m]) for x in seeds_ for r in mine[x]]
                     vals = [v for v in vals if v is not None]
                     s[m] = float(np.mean(vals)) if vals else None
+                s["below_input"] = _below(test, [r for x in seeds_ for r in mine[x]])
                 rows.append(s)
     return rows
+
+
+def _below(test: str, rows: list[dict]) -> str | None:
+    """ "n of N": restorations further from the clear image than their foggy input, summed
+    over seeds (and unseen kinds); None on clear images (the input is the target itself), for
+    rows that do not restore and for tables written before the count was kept."""
+    counts = [(r.get("below_input") or "", r.get("restored") or "") for r in rows]
+    if test == "clear" or not counts or any("" in c for c in counts):
+        return None
+    return f"{sum(int(b) for b, _ in counts)} of {sum(int(n) for _, n in counts)}"
 
 
 def _f(v, digits=2) -> str:
@@ -223,15 +234,15 @@ def markdown(summary: list[dict], input_quality: dict, header: str = "") -> str:
             "\n### Every row and test set\n",
             "| fog | test | row | seeds | mAP | R1 | ΔmAP vs Baseline [95% CI] "
             "| per-seed ΔmAP | ΔR1 vs Baseline [95% CI] | ΔmAP vs ImageNet [95% CI] "
-            "| PSNR (dB) | SSIM |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| PSNR (dB) | SSIM | restorations below their input |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for s in summary:
             lines.append(
                 f"| {s['density']} | {s['test']} | {label(s['row'])} | {s['seeds']} "
                 f"| {_pm(s, 'mAP')} | {_pm(s, 'R1')} | {_ci(s, 'mAP')} "
                 f"| {s.get('seed_dmAP') or '–'} | {_ci(s, 'R1')} | {_ci(s, 'mAP_imagenet')} "
-                f"| {_f(s['PSNR'])} | {_f(s['SSIM'], 3)} |"
+                f"| {_f(s['PSNR'])} | {_f(s['SSIM'], 3)} | {s.get('below_input') or '–'} |"
             )
     if input_quality:
         lines.append("\nFoggy test images themselves against their clear partners: ")
