@@ -109,6 +109,9 @@ def test_a_finished_run_is_reused_only_with_its_config_and_code(tmp_path):
     (run / "config.yaml").write_text(cfg.to_yaml())
     assert finished_run(run, cfg) == (None, "no finished training there")  # interrupted
     (run / FINISHED).write_text(json.dumps({"seconds": 12.5, "code": code_fingerprint()}))
+    assert finished_run(run, cfg) == (None, "its checkpoint is gone")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.safetensors").write_bytes(b"")
     assert finished_run(run, cfg) == (12.5, "")
     other = load_config("demo", ["method=baseline", "train.lr=1e-4"])
     seconds, why = finished_run(run, other)

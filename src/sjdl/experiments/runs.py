@@ -18,7 +18,7 @@ from ..engine.rundir import FINISHED
 from ..evaluation.evaluator import EvalResult, evaluate
 from ..evaluation.quality import QualityMeter, haze_statistics
 from ..models import build_model
-from ..models.io import load_model
+from ..models.io import CHECKPOINT_NAMES, load_model
 from ..storage import sha256_file, sha256_json, write_atomic
 
 
@@ -62,6 +62,8 @@ def finished_run(run_dir: Path, cfg: Config) -> tuple[float | None, str]:
         return None, "no finished training there"
     if change:
         return None, f"its config differs ({change})"
+    if not any((run_dir / "checkpoints" / n).is_file() for n in CHECKPOINT_NAMES):
+        return None, "its checkpoint is gone"
     if record.get("code") != code_fingerprint():
         return None, "it was trained by other code"
     return float(record["seconds"]), ""
