@@ -41,10 +41,11 @@ class DecodedCache:
         return (str(path), max_side, st.st_mtime_ns, st.st_size, st.st_ino)
 
     def get(self, key: tuple | None) -> np.ndarray | None:
-        arr = self.items.get(key) if key is not None and self.limit else None
-        if self.limit and key is not None:
-            self.hits += arr is not None
-            self.misses += arr is None
+        if key is None or not self.limit:
+            return None
+        arr = self.items.get(key)
+        self.hits += arr is not None
+        self.misses += arr is None
         return arr
 
     def put(self, key: tuple | None, arr: np.ndarray) -> None:

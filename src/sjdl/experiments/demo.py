@@ -216,12 +216,12 @@ def _run(out: Path, quick: bool, extra, log, progress, chosen: list[str], retrai
     for method in chosen:
         label, overrides = TRAINED[method]
         run_cfg = load_config("demo", [*overrides, *base])
-        seconds, why = (None, "--retrain") if retrain else finished_run(out / method, run_cfg)
+        seconds, why = (None, "") if retrain else finished_run(out / method, run_cfg)
         reused = seconds is not None  # an earlier (interrupted) demo trained it: same config, code
         if reused:
             log(f"{label}: reusing the finished training in {out / method} (--retrain: again)")
         else:
-            earlier = (out / method / "config.yaml").is_file() and not retrain
+            earlier = why and (out / method / "config.yaml").is_file()
             log(f"{label}: training on the demo set" + (f" (not reused: {why})" if earlier else ""))
             seconds = train_run(run_cfg, out / method, log, progress, overwrite=True)
         model, run_cfg = load_run(out / method, device)

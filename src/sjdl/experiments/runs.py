@@ -3,6 +3,7 @@ a model on the clear and the foggy test images, measure restorations of real fog
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import replace
@@ -44,6 +45,7 @@ def config_change(run_dir: Path, cfg: Config) -> str | None:
     return f"{diff[0]}={old.get(diff[0])!r} -> {new[diff[0]]!r}" if diff else None
 
 
+@functools.cache
 def code_fingerprint() -> str:
     """sha256 over the package's Python sources (what code trained a run)."""
     root = Path(__file__).resolve().parents[1]
