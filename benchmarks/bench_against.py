@@ -75,13 +75,16 @@ def worker(setting: str, method: str, steps: int, compiled: str = "") -> dict:
     real = torch.rand(n_real, 3, h, w, generator=gen) if comp.uses_real else None
     foggy = foggy.contiguous(memory_format=fmt)
     real = real.contiguous(memory_format=fmt) if real is not None else None
+    # train.cpu_amp: bfloat16 autocast around forward and losses, as the trainer does
+    amp = torch.autocast("cpu", torch.bfloat16, enabled=getattr(cfg.train, "cpu_amp", False))
     times = []
     for _ in range(steps + 2):
         t = time.perf_counter()
-        outs = joint(foggy, foggy, real, real)
-        loss = comp.supervised(outs[0], pids, clear)["total"]
-        if real is not None:
-            loss = loss + comp.unsupervised(outs[1], real)["total"]
+        with amp:
+            outs = joint(foggy, foggy, real, real)
+            loss = comp.supervised(outs[0], pids, clear)["total"]
+            if real is not None:
+                loss = loss + comp.unsupervised(outs[1], real)["total"]
         opt.zero_grad()
         loss.backward()
         opt.step()

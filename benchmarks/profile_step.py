@@ -6,6 +6,7 @@ configuration: ``demo`` (configs/demo.yaml: MobileNetV2, 96x96, 16x2 + 16 real, 
 and ``paper128`` (preset paper, ResNet-50 without ImageNet weights, 128x128, 6x6 + 36 real).
 Data loading is timed separately (``bench_decode.py``). Usage:
 python benchmarks/profile_step.py [--configs demo,paper128] [--methods baseline,jdl,sjdl]
+(a method may carry config overrides: ``sjdl@model.firm.output=affine@model.firm.scale=4``)
 """
 
 from __future__ import annotations
@@ -58,17 +59,25 @@ def _label_modules(model):
 
 
 def build(config: str, method: str):
+    """``method`` may carry config overrides: ``sjdl@model.firm.scale=4@...``."""
     name, overrides, size, p, k, n_real = CONFIGS[config]
-    cfg = load_config(name, [*overrides, f"method={method}"])
+    method, *extra = method.split("@")
+    cfg = load_config(name, [*overrides, f"method={method}", *extra])
     torch.manual_seed(0)
     model = build_model(cfg, 100, 0).train()
+    fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
     _label_modules(model)
     joint = JointForward(model, False)
     comp = LossComposer(cfg.loss, method, cfg.model.firm.output)
     opt = build_optimizer(model, cfg.train)
     pids = torch.arange(p).repeat_interleave(k)
-    x, clear = torch.rand(p * k, 3, size, size), torch.rand(p * k, 3, size, size)
-    real = torch.rand(n_real, 3, size, size) if comp.uses_real else None
+
+    def images(n):
+        return torch.rand(n, 3, size, size).contiguous(memory_format=fmt)
+
+    x, clear = images(p * k), images(p * k)
+    real = images(n_real) if comp.uses_real else None
     return joint, comp, opt, pids, x, clear, real
 
 

@@ -118,6 +118,10 @@ def test_a_finished_run_is_reused_only_with_its_config_and_code(tmp_path):
     assert seconds is None and why == "its config differs (train.lr=0.00035 -> 0.0001)"
     (run / FINISHED).write_text(json.dumps({"seconds": 12.5, "code": "0" * 64}))
     assert finished_run(run, cfg) == (None, "it was trained by other code")
+    # a damaged record means "train again", never a crash (a probe found a traceback)
+    for text in ("[1, 2]", '{"seconds": "x"}', '{"seconds": -1}', '{"seconds": 1e999}', "\x00"):
+        (run / FINISHED).write_text(text)
+        assert finished_run(run, cfg) == (None, "its finished.json is damaged"), text
 
 
 def test_demo_refuses_a_folder_of_other_files_and_keeps_them(tmp_path):

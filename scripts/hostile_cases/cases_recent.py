@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .world import Snapshot, World, case, refused, refused_or_ok, write_image
+from .world import Snapshot, World, case, refused, refused_or_ok, succeeded, write_image
 
 
 def _folder_of_mine(w: World):
@@ -75,3 +75,21 @@ def case_study_seed_given_twice(w):
     out = w.new("study-parent") / "study"
     r = w.sjdl("study", "--quick", "--seeds", "0,0", "-o", out)
     return refused(r, names=("--seeds",), leftovers=(out,))
+
+
+@case("state")
+def case_demo_rerun_over_a_damaged_finished_record(w):
+    """A rerun reads each row's finished.json: a damaged one means "train again"."""
+    out = w.new("demo-parent") / "demo"
+    first = w.sjdl("demo", "--quick", "--rows", "baseline", "-o", out, setup=True)
+    if first.rc != 0:
+        return refused(first)
+    (out / "baseline" / "finished.json").write_text("[1, 2]")  # was a traceback
+
+    def check():
+        if not second.said("not reused: its finished.json is damaged"):
+            return "the damaged record is not named"
+        return None
+
+    second = w.sjdl("demo", "--quick", "--rows", "baseline", "-o", out)
+    return succeeded(second, check)

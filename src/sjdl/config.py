@@ -20,6 +20,7 @@ import yaml
 from .config_ranges import (  # noqa: F401 (re-exported)
     MIN_SIDE,
     ConfigError,
+    check_cpu_bf16,
     check_device_name,
     numeric_problem,
     resolve_device,
@@ -138,6 +139,9 @@ class TrainConfig:
     # whether real batches update BatchNorm running statistics (released code: they do)
     real_bn_stats: bool = True
     amp: bool = True  # fp16 autocast + GradScaler on CUDA; ignored on CPU
+    # bfloat16 autocast on CPU (changes numerics; off = float32): pays where the CPU has
+    # AVX512-BF16 or AMX (README "Performance"), refused on CPUs without them
+    cpu_amp: bool = False
     channels_last: bool = False
     seed: int = 0
     device: str = "auto"

@@ -163,3 +163,19 @@ def resolve_device(name: str = "auto", key: str = "train.device"):
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"{key}: {name} asked for, but MPS is not available here")
     return dev
+
+
+def check_cpu_bf16(key: str = "train.cpu_amp") -> None:
+    """A ConfigError naming ``key`` unless this CPU computes bfloat16 natively (AVX512-BF16 or
+    AMX): without them bfloat16 convolutions run many times slower than float32's."""
+    import torch
+
+    native = [getattr(torch.cpu, f"_is_{k}_supported", lambda: False) for k in NATIVE_BF16]
+    if not any(f() for f in native):
+        raise ConfigError(
+            f"{key}: this CPU has no AVX512-BF16 or AMX instructions, so bfloat16 training "
+            'would run far slower than float32 (README "Performance"); leave it off here'
+        )
+
+
+NATIVE_BF16 = ("avx512_bf16", "amx_tile")  # torch.cpu._is_<name>_supported

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import Config, resolve_device
+from ..config import Config, check_cpu_bf16, resolve_device
 from ..data import BadImageLog
 from ..evaluation.evaluator import evaluate
 from ..models.dsbn import bn_domain
@@ -97,6 +97,9 @@ class Trainer(Checkpointing):
         self.parts = p = build_run(cfg, self.device, self.dist, self._log)
         self.model = p.model
         self.cuda_amp = cfg.train.amp and self.device.type == "cuda"
+        self.cpu_amp = cfg.train.cpu_amp and self.device.type == "cpu"
+        if self.cpu_amp:
+            check_cpu_bf16()
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick kernels
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda_amp)
@@ -269,7 +272,7 @@ class Trainer(Checkpointing):
         clear = batch["clear"].to(**to) if "clear" in batch else None
         pairs = batch.get("twins")  # data.twins_in_batch: the twins are in the batch already
         twins = clear if p.composer.uses_consistency and pairs is None else None
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda_amp):
+        with self._autocast():
             out_syn, out_real, out_clear = self.joint(*args, syn_clear=twins)
             sup = p.composer.supervised(out_syn, batch["pid"].to(dev), clear, out_clear, pairs)
             terms = {f"syn/{k}": v for k, v in sup.items()}
@@ -291,7 +294,8 @@ class Trainer(Checkpointing):
             if self.bad_steps >= self.cfg.train.max_bad_steps:
                 raise NonFiniteLossError(
                     f"{self.bad_steps} consecutive steps had a non-finite loss; lower train.lr or "
-                    "turn off train.amp (train.max_bad_steps sets the limit)"
+                    f"turn off train.{'cpu_amp' if self.cpu_amp else 'amp'} "
+                    "(train.max_bad_steps sets the limit)"
                 )
             return {"loss": math.nan}
         self.bad_steps = 0
@@ -299,6 +303,12 @@ class Trainer(Checkpointing):
         self.scaler.step(p.optimizer)
         self.scaler.update()
         return {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+
+    def _autocast(self):
+        """fp16 on CUDA with ``train.amp``, bfloat16 on CPU with ``train.cpu_amp``, else off."""
+        if self.device.type == "cpu":
+            return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cpu_amp)
+        return torch.autocast("cuda", dtype=torch.float16, enabled=self.cuda_amp)
 
     @torch.no_grad()
     def _validate(self) -> dict | None:

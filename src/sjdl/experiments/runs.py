@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -58,17 +59,27 @@ def finished_run(run_dir: Path, cfg: Config) -> tuple[float | None, str]:
     """(training seconds, "") when ``run_dir`` holds a training of ``cfg`` that ran to its end
     with this code, else (None, why it cannot be reused)."""
     try:
-        record = json.loads((run_dir / FINISHED).read_text())
+        text = (run_dir / FINISHED).read_bytes()
+    except OSError:
+        return None, "no finished training there"
+    try:
+        record = json.loads(text)
+    except ValueError:
+        record = None
+    try:
         change = config_change(run_dir, cfg)
     except (OSError, ValueError):
-        return None, "no finished training there"
+        return None, "its config.yaml is missing or damaged"
+    seconds = record.get("seconds") if isinstance(record, dict) else None
+    if type(seconds) not in (int, float) or not 0 <= seconds < math.inf:
+        return None, f"its {FINISHED} is damaged"
     if change:
         return None, f"its config differs ({change})"
     if not any((run_dir / "checkpoints" / n).is_file() for n in CHECKPOINT_NAMES):
         return None, "its checkpoint is gone"
     if record.get("code") != code_fingerprint():
         return None, "it was trained by other code"
-    return float(record["seconds"]), ""
+    return float(seconds), ""
 
 
 def load_run(run_dir: Path, device) -> tuple[torch.nn.Module, Config]:
