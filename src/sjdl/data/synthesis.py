@@ -228,11 +228,14 @@ def _run(jobs, seed, beta_range, airlight_range, depth_dir, require_depth, worke
     chunks = [jobs[i : i + 16] for i in range(0, len(jobs), 16)]
     rows: list[dict] = []
     if workers > 1 and len(chunks) > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        pool = ProcessPoolExecutor(workers)
+        try:
             for part in pool.map(_fog_chunk, [(c, rest) for c in chunks]):
                 rows += part
                 if progress:
                     progress(len(part))
+        finally:  # interrupted or failed: drop the chunks not started instead of running them
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         for c in chunks:
             part = _fog_chunk((c, rest))
