@@ -27,6 +27,11 @@ def _wait(pred, proc, limit=120.0):
     return False
 
 
+def _said(output: str, text: str) -> bool:
+    """``text`` in ``output``, wherever the console wrapped its lines."""
+    return "".join(text.split()) in "".join(output.split())
+
+
 def _stop(proc):
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
@@ -83,5 +88,17 @@ def test_sigterm_stops_fog_and_leaves_no_staged_output(tmp_path):
     assert _wait(lambda: stage.is_dir() and any(stage.rglob("*.jpg")), proc), proc.communicate()
     t = time.monotonic()
     rc, said = _stop(proc)
-    assert rc != 0 and time.monotonic() - t < 60, said  # not after fogging all 80 000
+    assert rc == 130 and time.monotonic() - t < 60, said  # not after fogging all 80 000
+    assert _said(said, f"interrupted: nothing was written: {dst} is as it was")
     assert not dst.exists(), sorted(p.name for p in dst.rglob("*"))[:5]
+
+
+def test_sigterm_in_a_study_says_what_is_kept(tmp_path):
+    out = tmp_path / "study"
+    cmd = [*SJDL, "study", "--quick", "--seeds", "0", "--densities", "dense", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=-1, stderr=-1, text=True)
+    assert _wait(lambda: (out / "runs").is_dir(), proc), proc.communicate()
+    rc, said = _stop(proc)
+    assert rc == 130, said
+    assert "Traceback" not in said
+    assert _said(said, f"interrupted: finished trainings and evaluations are kept in {out}")

@@ -21,6 +21,12 @@ def printable(text: str) -> str:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def interrupted(message: str) -> None:
+    """Ctrl-C or ``kill`` (SIGTERM): say what was kept, exit 130 without a traceback."""
+    err_console.print(f"[bold yellow]interrupted:[/] {escape(message)}", highlight=False)
+    raise typer.Exit(130)
+
+
 def fail(message: str, code: int = 2) -> None:
     """Print a one-line error and exit with ``code`` (line breaks of library messages
     are folded so the error stays one line)."""

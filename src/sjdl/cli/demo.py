@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .common import console, fail
+from .common import console, fail, interrupted
 from .progress import EpochProgress
 
 
@@ -47,6 +47,8 @@ def demo_command(
         )
     except (DatasetError, ConfigError, FileNotFoundError, StorageError) as e:
         fail(str(e))
+    except KeyboardInterrupt:
+        interrupted(f"rows finished so far are kept in {output}; the same command reuses them")
     console.print(f"[bold green]report:[/] {report.resolve()}")
     console.print(f"[bold green]summary:[/] {(output / 'summary.json').resolve()}")
 

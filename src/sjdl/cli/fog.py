@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from .common import console, fail
+from .common import console, fail, interrupted
 
 
 def fog(
@@ -76,6 +76,8 @@ def fog(
             )
     except (DatasetError, ValueError, OSError) as e:
         fail(str(e))
+    except KeyboardInterrupt:
+        interrupted(f"nothing was written: {dst} is as it was")
     console.print(
         f"wrote {total} foggy/clear pairs to {dst}; manifest: {manifest} "
         f"({kind} fog, beta {beta_range}, airlight {airlight_range})"

@@ -15,7 +15,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .common import console, fail
+from .common import console, fail, interrupted
 
 
 class StudyBar:
@@ -138,6 +138,11 @@ def study_command(
         StorageError,
     ) as e:
         fail(str(e))
+    except KeyboardInterrupt:
+        interrupted(
+            f"finished trainings and evaluations are kept in {output}; the same command "
+            "continues from there"
+        )
     for p in paths:
         console.print(f"[bold green]wrote[/] {p.resolve()}")
 
