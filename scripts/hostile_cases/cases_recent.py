@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
-from .world import Snapshot, World, case, refused, refused_or_ok, succeeded, write_image
+import subprocess
+import time
+
+from .world import Outcome, Snapshot, World, case, refused, refused_or_ok, succeeded, write_image
 
 
 def _folder_of_mine(w: World):
@@ -93,3 +96,50 @@ def case_demo_rerun_over_a_damaged_finished_record(w):
 
     second = w.sjdl("demo", "--quick", "--rows", "baseline", "-o", out)
     return succeeded(second, check)
+
+
+@case("concurrency")
+def case_fog_two_at_once_into_one_folder(w):
+    """Two ``fog`` runs into one destination, the second started while the first writes: one
+    output must survive intact (the manifest describes exactly its files), and a run that
+    says "wrote" must find its own set there."""
+    src = w.new("clear-src")
+    for i in range(4):
+        write_image(src / f"{i:04d}_c001_{i}.jpg", size=(32, 48), seed=i)
+    dst = w.new("fog-parent") / "fogged"
+    logs = [w.new(f"fog{i}.log") for i in range(2)]
+    first = w.start("fog", src, dst, "--copies", "1500", "--workers", "1", log=logs[0])
+    stage = dst / ".sjdl-fog-partial"
+    end = time.monotonic() + w.timeout
+    while not stage.is_dir() and first.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    second = w.start("fog", src, dst, "--copies", "2", "--seed", "5", log=logs[1])
+    try:
+        codes = [p.wait(timeout=w.timeout) for p in (first, second)]
+    except subprocess.TimeoutExpired:
+        codes = None
+    for p in (first, second):
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.log_file.close()
+    if codes is None:
+        return Outcome("hang", f"two fog runs still running after {w.timeout:.0f} s")
+    texts = [f.read_text() for f in logs]
+    if any("Traceback (most recent call last)" in t for t in texts):
+        return Outcome("traceback", next(t for t in texts if "Traceback" in t).splitlines()[-1])
+    if codes[0] != 0:  # it was alone when it started: the second must not break it
+        return Outcome("clear-error", f"UNEXPECTED: the first run failed: {texts[0][-200:]}")
+    refusals = ("being written by PID", "pass --overwrite")
+    if codes[1] != 0 and not any(r in " ".join(texts[1].split()) for r in refusals):
+        return Outcome("clear-error", f"UNEXPECTED: exit {codes[1]}: {texts[1][-200:]}")
+    manifest = dst / "fog_manifest.csv"
+    listed = len(manifest.read_text().splitlines()) - 1 if manifest.is_file() else 0
+    wrote = [c == 0 for c in codes]
+    expected = 6000 if wrote[0] and not wrote[1] else 8 if wrote[1] else 0
+    detail = f"exits {codes}, manifest lists {listed} (expected {expected})"
+    if wrote[0] and wrote[1]:
+        return Outcome("data-loss", detail + ": both said 'wrote'; one set replaced the other")
+    if listed != expected:
+        return Outcome("data-loss", detail)
+    return Outcome("ok", detail + ("; the second refused" if codes[1] == 2 else ""))

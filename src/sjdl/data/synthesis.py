@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..storage import fsync_dir, fsync_tree
+from ..storage import folder_lock, fsync_dir, fsync_tree
 from .fog import builtin_depth, find_depth, read_depth, sample_fog_params
 from .fog_kinds import format_params, render_fog
 from .io import read_image, save_image
@@ -197,23 +197,21 @@ def fog_folder(
         raise DatasetError(f"{depth_dir}: depth folder not found")
     jobs = plan_jobs(src, dst, copies)
     refuse_inputs_in_outputs(src, depth_dir, dst)
-    if not overwrite:
-        refuse_overwrite(jobs, dst)
+    # two fog runs into one DST would share (and delete) one staging folder: one at a time
+    with folder_lock(dst, "fog output"):
+        if not overwrite:  # again under the lock: a run that just finished published them
+            refuse_overwrite(jobs, dst)
+        fog = (seed, beta_range, airlight_range, depth_dir, require_depth, workers, progress, kind)
+        return _staged(src, dst, copies, fog)
+
+
+def _staged(src: Path, dst: Path, copies: int, fog: tuple) -> Path:
+    """Fog into ``DST/.sjdl-fog-partial``, then publish; the stage never outlives the run."""
     stage = dst / STAGE
     shutil.rmtree(stage, ignore_errors=True)  # left by a killed run
     created = not dst.exists()
     try:
-        rows = _run(
-            plan_jobs(src, stage, copies),
-            seed,
-            beta_range,
-            airlight_range,
-            depth_dir,
-            require_depth,
-            workers,
-            progress,
-            kind,
-        )
+        rows = _run(plan_jobs(src, stage, copies), *fog)
         _write_manifest(stage / MANIFEST, rows, stage, src)
         _publish(stage, dst)
     finally:
