@@ -1,3 +1,7 @@
+import contextlib
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -105,3 +109,21 @@ def one_line_error(result, *needles):
     for n in needles:
         assert str(n) in err, (n, err)
     return err
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(folder, what: str):
+    """Another process holds ``folder``'s write lock for the ``with`` block; yields its PID."""
+    code = (
+        "import time\nfrom sjdl.storage import folder_lock\n"
+        f"with folder_lock({str(folder)!r}, {what!r}):\n"
+        "    print('held', flush=True)\n    time.sleep(120)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()

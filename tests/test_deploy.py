@@ -174,6 +174,23 @@ def test_defog_cli_dcp_with_reference(fvrid, tmp_path):
     assert r.exit_code == 2 and "needs --checkpoint" in r.stderr
 
 
+def test_a_second_defog_into_the_same_folder_stops_at_once(fvrid, tmp_path):
+    """Two runs into one -o replaced each other's images, each saying "wrote"; now -o is
+    locked while a run writes it (the second stops with one line, nothing written)."""
+    from .conftest import lock_held_elsewhere
+
+    out = tmp_path / "out"
+    cmd = ["defog", str(fvrid / "FVRID_syn" / "query_foggy"), "-o", str(out), "--method", "dcp"]
+    with lock_held_elsewhere(out, "defog output") as pid:
+        r = runner.invoke(app, cmd)
+        assert r.exit_code == 2, r.output
+        assert f"defog output is being written by PID {pid}" in " ".join(r.output.split())
+        assert not out.exists()
+    r = runner.invoke(app, cmd)
+    assert r.exit_code == 0 and len(list(out.iterdir())) == 2, r.output
+    assert not (tmp_path / "out.lock").exists()
+
+
 def test_defog_reference_problems_are_named_not_silent(fvrid, tmp_path):
     from PIL import Image
 

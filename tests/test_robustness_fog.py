@@ -16,7 +16,7 @@ from sjdl.data.fog import read_depth
 from sjdl.data.io import read_image
 from sjdl.data.synthesis import fog_folder
 
-from .conftest import write_image
+from .conftest import lock_held_elsewhere, write_image
 
 runner = CliRunner()
 
@@ -180,30 +180,12 @@ def test_a_second_fog_into_the_same_folder_stops_at_once(tmp_path):
     """Two runs into one DST shared one staging folder: the second deleted the first's staged
     images and replaced its output without --overwrite, and both said "wrote" (found by a
     probe). Now DST is locked while a run writes it; the second stops with one line."""
-    import subprocess
-    import sys
-
     src, dst = tmp_path / "clear", tmp_path / "out"
     write_image(src / "0001_c001_0.jpg", size=(32, 48))
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time\nfrom sjdl.storage import folder_lock\n"
-            f"with folder_lock({str(dst)!r}, 'fog output'):\n"
-            "    print('held', flush=True)\n    time.sleep(60)\n",
-        ],
-        stdout=-1,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(dst, "fog output") as pid:
         result = _run("fog", src, dst)
         assert result.exit_code == 2, result.output
-        assert _said(result, f"fog output is being written by PID {holder.pid}")
+        assert _said(result, f"fog output is being written by PID {pid}")
         assert not dst.exists()
-    finally:
-        holder.kill()
-        holder.wait()
     assert _run("fog", src, dst).exit_code == 0  # the lock went with its holder
     assert (dst / "fog_manifest.csv").is_file() and not (tmp_path / "out.lock").exists()

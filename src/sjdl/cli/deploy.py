@@ -256,7 +256,7 @@ def defog_command(
     reported; inputs are never overwritten."""
     from ..data.io import ImageReadError, read_image, save_image
     from ..evaluation import QualityMeter
-    from ..retrieval import ReID, defog_dcp
+    from ..retrieval import ReID, defog_dcp, folder_lock
     from ..retrieval.outputs import plan_defog_outputs
 
     if method not in ("firm", "dcp"):
@@ -275,7 +275,9 @@ def defog_command(
         if reid is not None and not reid.has_firm:
             fail(f"{checkpoint}: the model has no FIRM (method=baseline)")
         meter, before, worse = QualityMeter(), QualityMeter(), []
-        with progress_bar() as bar:
+        # one writer per -o: two runs would replace each other's images, each saying "wrote"
+        with folder_lock(output, "defog output"), progress_bar() as bar:
+            plan = plan_defog_outputs(inputs, output, overwrite)  # again, under the lock
             task = bar.add_task(f"defogging ({method})", total=len(plan))
             for src, dst, rel in plan:
                 bar.advance(task)
