@@ -39,6 +39,21 @@ def test_eval_cli_with_checkpoint_and_rerank(fvrid, tmp_path):
     assert json.loads((out / "metrics.json").read_text())["rerank"] is True
 
 
+def test_eval_refuses_to_replace_an_earlier_evaluation_without_overwrite(fvrid, tmp_path):
+    """A second ``eval -o`` into a folder replaced its metrics.json without a word."""
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / "metrics.json").write_text("my earlier results")
+    args = ["eval", f"data.root={fvrid}", *SMALL, "-o", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "exists (an earlier evaluation)" in result.output
+    assert "--overwrite" in result.output
+    assert (out / "metrics.json").read_text() == "my earlier results"
+    result = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert "metrics" in json.loads((out / "metrics.json").read_text())
+
+
 def test_eval_cli_errors(tmp_path):
     result = CliRunner().invoke(app, ["eval", f"data.root={tmp_path / 'nowhere'}"])
     assert result.exit_code == 2 and "nowhere: folder not found" in result.stderr

@@ -37,7 +37,7 @@ def test_eval_with_other_config_uses_the_checkpoint_model_and_size(fvrid, tmp_pa
     assert info["checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert info["feature"] == "post_bn" and info["metric"] == "euclidean"
     for bad in ("data.size_test=[96,96]", "model.backbone=resnet50", "method=baseline"):
-        result = cli("eval", "--checkpoint", ckpt, "-c", other, "-o", out, bad)
+        result = cli("eval", "--checkpoint", ckpt, "-c", other, "-o", tmp_path / "ev2", bad)
         one_line_error(result, bad.split("=")[0], "checkpoint")
 
 
@@ -71,7 +71,7 @@ def test_unreadable_query_images_are_reported_and_strict_refuses(fvrid, tmp_path
     assert "1 queries ranked" in text
     info = json.loads((out / "metrics.json").read_text())
     assert info["unreadable_images"] == [str(victim)]
-    result = cli("eval", f"data.root={fvrid}", *SMALL, "-o", out, "data.strict=true")
+    result = cli("eval", f"data.root={fvrid}", *SMALL, "-o", out, "--overwrite", "data.strict=true")
     one_line_error(result, victim.name, "cannot read image")
 
 
@@ -118,7 +118,7 @@ def test_config_flip_and_rerank_are_used_and_flags_override(fvrid, tmp_path):
     assert cli(*base).exit_code == 0
     info = json.loads((out / "metrics.json").read_text())
     assert info["flip"] is True and info["rerank"] is True
-    assert cli(*base, "--no-flip").exit_code == 0
+    assert cli(*base, "--no-flip", "--overwrite").exit_code == 0
     info = json.loads((out / "metrics.json").read_text())
     assert info["flip"] is False and info["rerank"] is True
 

@@ -207,6 +207,9 @@ def write_pictures(result, data, out_dir: Path, title: str, metrics: dict) -> Pa
     return write_report(out_dir / "report.html", title, [("metrics (%)", header, rows)], figures)
 
 
+EVAL_OUTPUTS = ("metrics.json", "report.html", "restoration.png", "rank_lists")
+
+
 def eval_command(
     config: str | None = typer.Option(None, "--config", "-c", help="YAML or bundled name."),
     checkpoint: Path | None = typer.Option(None, help="Weights file or run folder."),
@@ -220,6 +223,9 @@ def eval_command(
     visualize: bool = typer.Option(False, help="Write rank lists, restorations, report.html."),
     output: Path = typer.Option(Path("runs/eval"), "--output", "-o", help="Output folder."),
     device: str | None = typer.Option(None, help="cpu, cuda, cuda:1 (default: train.device)."),
+    overwrite: bool = typer.Option(
+        False, help="Replace an earlier evaluation's metrics.json and pictures in -o."
+    ),
 ):
     """Evaluate a model on the foggy query/gallery: mAP, mINP, CMC, PSNR/SSIM of J_enh."""
     from ..config import ConfigError
@@ -229,6 +235,12 @@ def eval_command(
 
     if output.exists() and not output.is_dir():
         fail(f"{output}: is a file; -o expects a folder (for metrics.json and pictures)")
+    earlier = [output / n for n in EVAL_OUTPUTS if (output / n).exists()]
+    if earlier and not overwrite:
+        fail(
+            f"{earlier[0]} exists (an earlier evaluation); pass --overwrite to replace it or "
+            "choose another -o"
+        )
     try:
         model, cfg, data, dev = load_for_eval(checkpoint, config, overrides, device)
         console.print(data.summary(), highlight=False)
