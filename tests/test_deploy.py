@@ -58,6 +58,23 @@ def test_export_cli(tmp_path):
     assert session.get_inputs()[0].shape[1:] == [3, 64, 32]
 
 
+def test_export_prints_only_its_own_line(tmp_path):
+    """The exporter's notices ("torchvision is not installed. Skipping torchvision::nms", a
+    FutureWarning from inside torch) alarmed users of a package that needs no torchvision.
+    In a fresh process, since torch logs them once per process."""
+    import subprocess
+    import sys
+
+    ckpt, _ = _checkpoint(tmp_path)
+    out = tmp_path / "e.onnx"
+    cmd = [sys.executable, "-m", "sjdl", "export", "--checkpoint", str(ckpt), "-o", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    said = " ".join((done.stdout + done.stderr).split())  # the console wraps long lines
+    assert said.startswith(f"wrote {out}: embedding (512-d)") and said.endswith("in [0, 1]"), said
+    assert "torchvision" not in said and "Warning" not in said
+
+
 def test_index_round_trip_build_add_search(fvrid, tmp_path):
     ckpt, _ = _checkpoint(tmp_path)
     gallery, queries = fvrid / "FVRID_syn" / "gallery_foggy", fvrid / "FVRID_syn" / "query_foggy"

@@ -3,6 +3,9 @@ network (CFSM + FIRM -> J_enh), with a dynamic batch axis."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -50,6 +53,22 @@ class RestorationNet(nn.Module):
         return m.firm(images, f_c, f1)[1].clamp(0, 1)
 
 
+@contextlib.contextmanager
+def _exporter_quiet():
+    """Silence the exporter's own notices that are not about this model: "torchvision is not
+    installed. Skipping torchvision::nms" (this package needs no torchvision) and a
+    FutureWarning from inside torch; real errors still raise."""
+    log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec.*")
+            yield
+    finally:
+        log.setLevel(level)
+
+
 def export_onnx(
     model, path: str | Path, size=(384, 384), restoration: bool = False, opset: int = 18
 ) -> Path:
@@ -68,7 +87,7 @@ def export_onnx(
     net = (RestorationNet(model) if restoration else EmbeddingNet(model)).eval()
     example = torch.rand(2, 3, *size)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _exporter_quiet():
         torch.onnx.export(
             net,
             (example,),
