@@ -99,6 +99,8 @@ def test_index_round_trip_build_add_search(fvrid, tmp_path):
         )
         assert r.exit_code == 0, r.output
         assert png.is_file() and "distance" in r.output
+        # the table names each hit's file (a long path was cut before its file name)
+        assert image.name in "".join(r.output.split()) and "paths under" in r.output
         feats, _, _ = embed(model, image_records([image]), (64, 32), "cpu")
         top = index.search(feats, 3)[0][0]
         assert top.path == str(image.resolve()) and top.distance < 1e-2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -212,13 +213,18 @@ def search_command(
     except _errors() as e:
         fail(str(e))
     qpid = (parse_name(query.name) or (-1, -1))[0]
-    table = Table(title=f"top {len(hits)} for {query.name}")
+    # paths below the hits' common folder (given once), folded rather than cut: a cut path
+    # showed the gallery's folder and hid the file name
+    root = os.path.commonpath([str(Path(h.path).parent) for h in hits]) if hits else ""
+    caption = f"paths under {root}" if root not in ("", "/") else None
+    table = Table(title=f"top {len(hits)} for {query.name}", caption=caption)
     for col in ("rank", "distance", "pid", "camid", "path"):
-        table.add_column(col, justify="left" if col == "path" else "right")
+        table.add_column(col, justify="left" if col == "path" else "right", overflow="fold")
     for h in hits:
         style = ("green" if h.pid == qpid else "red") if qpid >= 0 else None
         pid, cam = (str(-1 if v is None else v) for v in (h.pid, h.camid))
-        table.add_row(str(h.rank), f"{h.distance:.4f}", pid, cam, h.path, style=style)
+        shown = os.path.relpath(h.path, root) if caption else h.path
+        table.add_row(str(h.rank), f"{h.distance:.4f}", pid, cam, shown, style=style)
     console.print(table)
     correct = [h.pid == qpid for h in hits] if qpid >= 0 else None
     missing: list[str] = []
