@@ -96,6 +96,19 @@ def test_callback_writers_keep_the_name_and_text_is_utf8(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.npz", "t.md"]
 
 
+@pytest.mark.parametrize("name", ["a" * 251 + ".jpg", "é" * 125 + "x.png"])
+def test_a_long_valid_file_name_is_written(tmp_path, name):
+    """A 255-byte file name is valid, but NAME.<pid>-<random>.tmp was not: `defog` of such an
+    image failed with "File name too long" (found by a probe)."""
+    assert len(os.fsencode(name)) == 255
+    seen = []
+    with atomic_path(tmp_path / name) as tmp:
+        seen.append(tmp.name)
+        tmp.write_bytes(b"x")
+    assert (tmp_path / name).read_bytes() == b"x" and os.listdir(tmp_path) == [name]
+    assert len(os.fsencode(seen[0])) <= 255 and seen[0].endswith(".tmp")
+
+
 def test_stale_temporaries_of_dead_writers_only(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
                           capture_output=True).stdout.strip()  # fmt: skip

@@ -58,10 +58,22 @@ def fsync_file(path: str | Path) -> None:
         os.fsync(f.fileno())
 
 
+NAME_MAX = 255  # bytes in one file name (ext4, XFS, btrfs, APFS, NTFS)
+
+
+def _temporary_name(name: str) -> str:
+    """``NAME.<pid>-<random>.tmp``, with NAME shortened when a long but valid file name would
+    make the temporary's name longer than the file system allows."""
+    tail = f".{os.getpid()}-{secrets.token_hex(4)}{TMP_SUFFIX}"
+    room = NAME_MAX - len(tail)
+    raw = os.fsencode(name)
+    return (os.fsdecode(raw[:room]) if len(raw) > room else name) + tail
+
+
 def _new_temporary(path: Path) -> Path:
     """Create (exclusively) an empty ``NAME.<pid>-<random>.tmp`` beside ``path``."""
     while True:
-        tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TMP_SUFFIX}")
+        tmp = path.with_name(_temporary_name(path.name))
         try:
             os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
             return tmp
