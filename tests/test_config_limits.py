@@ -127,6 +127,25 @@ def test_config_files_that_are_not_utf8_text(tmp_path, data, needle):
     _refused_fast(lambda: load_config(path), str(path), needle)
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ("train:\n  lr: 0.5\ntrain:\n  epochs: 2\n", 3, "train"),  # lr 0.5 was dropped
+        ("data:\n  workers: 0\ntrain:\n  lr: 0.5\n  epochs: 2\n  lr: 0.1\n", 6, "lr"),
+    ],
+)
+def test_a_key_given_twice_is_refused_not_silently_dropped(tmp_path, text, line, key):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    _refused_fast(lambda: load_config(path), str(path), f"line {line}: key '{key}' given twice")
+
+
+def test_anchors_and_merge_keys_still_load():
+    text = "data:\n  size_train: &s [64, 32]\n  size_test: *s\ntrain: {<<: {lr: 0.01}, epochs: 3}\n"
+    cfg = load_config(text=text)
+    assert cfg.data.size_test == [64, 32] and cfg.train.lr == 0.01 and cfg.train.epochs == 3
+
+
 def test_a_utf8_bom_is_fine(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_bytes("train:\n  lr: 0.01\n".encode("utf-8-sig"))

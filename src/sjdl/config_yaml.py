@@ -77,6 +77,28 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
+def _duplicate_key(root: yaml.Node) -> str | None:
+    """'line N: key K given twice in one mapping' for the first such key, else None: YAML
+    keeps only the last value, so a second ``train:`` block silently dropped the first."""
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[str] = set()
+            for k, _ in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value != "<<":
+                    if k.value in keys:
+                        line = k.start_mark.line + 1
+                        return f"line {line}: key {k.value!r} given twice in one mapping"
+                    keys.add(k.value)
+        stack.extend(_children(node))
+    return None
+
+
 def safe_load(text: str) -> Any:
     """Parse one YAML document (None when empty) or raise ``YamlError`` in one line."""
     if len(text) > MAX_CHARS:
@@ -91,6 +113,9 @@ def safe_load(text: str) -> Any:
                 f"its aliases expand to more than {MAX_NODES} values (a 'billion laughs' "
                 "document?); write the values out instead"
             )
+        twice = _duplicate_key(node)
+        if twice:
+            raise YamlError(f"{twice} (YAML would keep only the last one); merge them")
         return loader.construct_document(node)
     except yaml.YAMLError as e:
         raise YamlError(" ".join(str(e).split())) from None
