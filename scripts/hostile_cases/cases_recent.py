@@ -143,3 +143,35 @@ def case_fog_two_at_once_into_one_folder(w):
     if listed != expected:
         return Outcome("data-loss", detail)
     return Outcome("ok", detail + ("; the second refused" if codes[1] == 2 else ""))
+
+
+@case("config")
+def case_yaml_key_given_twice(w):
+    """A second ``train:`` block: YAML keeps the last, so ``lr: 0.5`` was silently dropped."""
+    cfg = w.new("twice.yaml")
+    cfg.write_text("train:\n  lr: 0.5\ntrain:\n  epochs: 2\n")
+    return refused(w.sjdl("config", "--config", cfg), names=("line 3", "'train'"))
+
+
+@case("inputs")
+def case_defog_long_file_name(w):
+    """A valid 250-character file name: its temporary's name exceeded 255 bytes."""
+    src, out = w.new("long-src"), w.new("long-out")
+    name = "a" * 246 + ".jpg"
+    write_image(src / name, size=(40, 56), seed=1)
+
+    def check():
+        return None if (out / name).is_file() else "the restored image is missing"
+
+    return succeeded(w.sjdl("defog", src, "--method", "dcp", "-o", out), check)
+
+
+@case("overwrite")
+def case_eval_into_an_earlier_evaluation(w):
+    """``eval -o`` onto a folder holding a metrics.json replaced it without a word."""
+    out = w.new("eval-earlier")
+    out.mkdir(parents=True)
+    (out / "metrics.json").write_text("my earlier results")
+    intact = Snapshot(out / "metrics.json")
+    r = w.sjdl("eval", "--checkpoint", w.ckpt, f"data.root={w.base_data}", "-o", out)
+    return refused(r, names=("metrics.json", "--overwrite"), intact=intact)

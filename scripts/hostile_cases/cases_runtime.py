@@ -253,6 +253,16 @@ def case_kill9_during_weights_save_then_resume(w):
 
 @case("interruption")
 def case_ctrl_c_in_epoch_3_then_resume(w):
+    return _stopped_in_epoch_3(w, signal.SIGINT, "Ctrl-C")
+
+
+@case("interruption")
+def case_kill_sigterm_in_epoch_3_then_resume(w):
+    """``kill PID`` (a scheduler, ``timeout``): before 2026-12-02 the steps of epoch 3 were lost."""
+    return _stopped_in_epoch_3(w, signal.SIGTERM, "SIGTERM")
+
+
+def _stopped_in_epoch_3(w, sig, name: str):
     run, log = w.new("run"), w.new("train.log")
     args = w.train_args(w.base_data, "train.epochs=4", "train.max_steps_per_epoch=8")
     proc = w.start(*args, "-o", run, log=log)
@@ -266,7 +276,7 @@ def case_ctrl_c_in_epoch_3_then_resume(w):
         )
         still_running = proc.poll() is None
         time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         code = proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
@@ -279,11 +289,12 @@ def case_ctrl_c_in_epoch_3_then_resume(w):
         why = "epoch 3 not reached in time" if still_running else "training ended early"
         return Outcome("not-run", f"{why}: {text[-200:]}")
     if interrupted.traceback:
-        return Outcome("traceback", f"on Ctrl-C: {interrupted.last_line()}")
+        return Outcome("traceback", f"on {name}: {interrupted.last_line()}")
     if code == 0:
-        return Outcome("silent-wrong", "exit 0 after Ctrl-C")
-    told = "resumable" if interrupted.said("resumable checkpoint written") else "NO resume hint"
-    return _resume_check(w, run, 4, f"Ctrl-C exit {code}, {told}")
+        return Outcome("silent-wrong", f"exit 0 after {name}")
+    if not interrupted.said("resumable checkpoint written"):  # the epoch's steps are lost
+        return Outcome("data-loss", f"{name}: exit {code}, no resumable checkpoint written")
+    return _resume_check(w, run, 4, f"{name} exit {code}, resumable")
 
 
 @case("interruption")
