@@ -3,10 +3,19 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 
-from .world import Outcome, Snapshot, World, case, refused, refused_or_ok, succeeded, write_image
+from .world import (
+    Outcome,
+    Snapshot,
+    World,
+    case,
+    refused,
+    refused_or_ok,
+    succeeded,
+    wait_all,
+    write_image,
+)
 
 
 def _folder_of_mine(w: World):
@@ -114,15 +123,7 @@ def case_fog_two_at_once_into_one_folder(w):
     while not stage.is_dir() and first.poll() is None and time.monotonic() < end:
         time.sleep(0.05)
     second = w.start("fog", src, dst, "--copies", "2", "--seed", "5", log=logs[1])
-    try:
-        codes = [p.wait(timeout=w.timeout) for p in (first, second)]
-    except subprocess.TimeoutExpired:
-        codes = None
-    for p in (first, second):
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.log_file.close()
+    codes = wait_all([first, second], w.timeout)
     if codes is None:
         return Outcome("hang", f"two fog runs still running after {w.timeout:.0f} s")
     texts = [f.read_text() for f in logs]

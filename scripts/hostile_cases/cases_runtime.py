@@ -8,7 +8,6 @@ import csv
 import json
 import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from .world import (
     refused,
     refused_or_ok,
     succeeded,
+    wait_all,
     write_image,
 )
 
@@ -45,15 +45,7 @@ def case_index_add_two_at_once(w):
     a, b = _new_images(w, 20, 500), _new_images(w, 20, 600)
     files = [w.new(f"add{i}.log") for i in range(2)]
     procs = [w.start("index", "add", idx, f, log=log) for f, log in zip((a, b), files, strict=True)]
-    try:
-        codes = [p.wait(timeout=w.timeout) for p in procs]
-    except subprocess.TimeoutExpired:
-        codes = None
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.log_file.close()
+    codes = wait_all(procs, w.timeout)
     if codes is None:
         return Outcome("hang", f"two index add still running after {w.timeout:.0f} s")
     logs = [f.read_text() for f in files]

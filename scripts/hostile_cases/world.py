@@ -299,6 +299,21 @@ class World:
         return dst
 
 
+def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int] | None:
+    """Exit codes of background ``World.start`` processes, or None when one outlives
+    ``timeout`` (all are then killed); their log files are closed either way."""
+    try:
+        codes = [p.wait(timeout=timeout) for p in procs]
+    except subprocess.TimeoutExpired:
+        codes = None
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.log_file.close()
+    return codes
+
+
 def _terminal_signals() -> None:
     """Ctrl-C as at a terminal: a probe started in the background (``nohup ... &``) would
     otherwise pass on SIGINT ignored, and the Ctrl-C cases would test nothing."""
