@@ -248,7 +248,7 @@ def test_consistency_term_is_zero_for_identical_twins_and_trains_both_forwards()
     from sjdl.losses.reid import consistency_loss
 
     a = torch.randn(6, 8, requires_grad=True)
-    assert float(consistency_loss(a, a.detach().clone())) == pytest.approx(0, abs=1e-7)
+    assert float(consistency_loss(a, a.detach().clone()).detach()) == pytest.approx(0, abs=1e-7)
     b = -a.detach().clone()
     assert float(consistency_loss(a, b)) == pytest.approx(4.0)  # opposite directions
     cfg = load_config(overrides=["method=baseline", "loss.lambda_consistency=0.5"]).loss
