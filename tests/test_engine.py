@@ -250,14 +250,14 @@ def test_consistency_term_is_zero_for_identical_twins_and_trains_both_forwards()
     a = torch.randn(6, 8, requires_grad=True)
     assert float(consistency_loss(a, a.detach().clone()).detach()) == pytest.approx(0, abs=1e-7)
     b = -a.detach().clone()
-    assert float(consistency_loss(a, b)) == pytest.approx(4.0)  # opposite directions
+    assert float(consistency_loss(a, b).detach()) == pytest.approx(4.0)  # opposite directions
     cfg = load_config(overrides=["method=baseline", "loss.lambda_consistency=0.5"]).loss
     comp = LossComposer(cfg, "baseline")
     out = SimpleNamespace(global_feat=a, bn_feat=a, logits={}, restored=None)
     twin = SimpleNamespace(global_feat=b.requires_grad_(True), bn_feat=b, logits={})
     pids = torch.tensor([0, 0, 1, 1, 2, 2])
     terms = comp.supervised(out, pids, None, twin)
-    assert float(terms["consistency"]) == pytest.approx(2.0)
+    assert float(terms["consistency"].detach()) == pytest.approx(2.0)
     terms["consistency"].backward()
     assert a.grad.abs().sum() > 0 and twin.global_feat.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="clear twins"):
