@@ -77,21 +77,28 @@ def worker(setting: str, method: str, steps: int, compiled: str = "") -> dict:
     real = real.contiguous(memory_format=fmt) if real is not None else None
     # train.cpu_amp: bfloat16 autocast around forward and losses, as the trainer does
     amp = torch.autocast("cpu", torch.bfloat16, enabled=getattr(cfg.train, "cpu_amp", False))
+    # train.real_every = k: a real batch every k-th step, as the trainer schedules it; the two
+    # warm-up steps take one, then step i of the timed ones takes one when i % k == 0
+    every = cfg.train.real_every
+    if steps % every:
+        raise SystemExit(f"--steps {steps} is not a multiple of train.real_every={every}")
     times = []
-    for _ in range(steps + 2):
+    for i in range(-2, steps):
+        with_real = real if i < 0 or i % every == 0 else None
         t = time.perf_counter()
         with amp:
-            outs = joint(foggy, foggy, real, real)
+            outs = joint(foggy, foggy, with_real, with_real)
             loss = comp.supervised(outs[0], pids, clear)["total"]
-            if real is not None:
-                loss = loss + comp.unsupervised(outs[1], real)["total"]
+            if with_real is not None:
+                loss = loss + comp.unsupervised(outs[1], with_real)["total"]
         opt.zero_grad()
         loss.backward()
         opt.step()
         times.append(time.perf_counter() - t)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
-        "s_per_step": statistics.median(times[2:]),
+        # the median step, or with real_every > 1 the mean over whole cycles (synthetic images/s)
+        "s_per_step": statistics.median(times[2:]) if every == 1 else statistics.mean(times[2:]),
         "first_step_s": times[0],
         "peak_rss_mb": rss_mb,
         "loss": float(loss.detach()),
