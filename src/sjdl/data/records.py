@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..storage.fingerprint import sha256_json
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 EXTENSIONS_TEXT = "/".join(IMAGE_EXTENSIONS)  # for messages
 NAME_PATTERN = re.compile(r"^(-?\d+)_c(\d+)")
@@ -187,3 +189,11 @@ def with_clear_twins(train: list[ImageRecord]) -> list[ImageRecord]:
     if not twins:
         raise DatasetError("data.clear_twins=true needs training images with clear partners")
     return list(train) + twins
+
+
+def records_summary(records: Sequence[ImageRecord]) -> dict:
+    """Images, identities and a digest of every (file name, identity, camera): what a resumed
+    run must find again, since the ID classifier's rows follow the sorted identities."""
+    rows = sorted((r.path.name, r.pid, r.camid) for r in records)
+    ids = len({pid for _, pid, _ in rows if pid >= 0})
+    return {"images": len(rows), "ids": ids, "digest": sha256_json(rows)[:16]}

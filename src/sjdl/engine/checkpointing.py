@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data.records import DatasetError, records_summary
 from ..models.io import CheckpointError, load_into, read_checkpoint, save_weights
 from .state import load_state, rng_state, save_state, set_rng_state
 
@@ -51,6 +52,7 @@ class Checkpointing:
                     "epoch_sums": dict(self.epoch_sums) if mid_epoch else {},
                     "epoch_counts": dict(self.epoch_counts) if mid_epoch else {},
                     "real_pos": self.real_pos if mid_epoch else 0,
+                    "data": self._data_summary(),
                 },
             )
         self._save_weights(name)
@@ -83,8 +85,43 @@ class Checkpointing:
                 self.epoch, self.global_step = st["epoch"], st["global_step"]
                 self._save_weights("last")
 
+    def _data_summary(self) -> dict:
+        """The training data this run learns from (records.records_summary per stream)."""
+        d, real = self.parts.data, self.parts.real_loader is not None
+        return {
+            "synthetic": records_summary(d.train),
+            "real": records_summary(d.real_train if real else []),
+        }
+
+    def _check_same_data(self, st: dict) -> None:
+        """Refuse to resume on other training data: the same number of identities but other
+        ones would silently give each classifier row another vehicle."""
+        then, now = st.get("data"), self._data_summary()
+        if then is None or then == now:  # states of older versions hold no summary
+            return
+        changes = []
+        for stream in ("synthetic", "real"):
+            a, b = then[stream], now[stream]
+            if a == b:
+                continue
+            if (a["images"], a["ids"]) == (b["images"], b["ids"]):
+                changes.append(
+                    f"{stream}: {b['images']} images of {b['ids']} identities as before, "
+                    "but other files or identities"
+                )
+            else:
+                changes.append(
+                    f"{stream}: {a['images']} images of {a['ids']} identities then, "
+                    f"{b['images']} of {b['ids']} now"
+                )
+        raise DatasetError(
+            f"{self.run_dir}: cannot resume: the training data are not those the run started "
+            f"with ({'; '.join(changes)}); put them back, or start a new run with -o"
+        )
+
     def _resume(self) -> None:
         st = load_state(self.ckpt_dir / "last_state.pt")
+        self._check_same_data(st)
         self._resume_weights(st)
         self.parts.optimizer.load_state_dict(st["optimizer"])
         self.parts.scheduler.load_state_dict(st["scheduler"])

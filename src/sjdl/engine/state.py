@@ -109,6 +109,7 @@ STATE_SCHEMA = {
     "real_loader_gen": ((torch.Tensor, type(None)), False),
     "epoch_sums": ((dict, type(None)), False),
     "epoch_counts": ((dict, type(None)), False),
+    "data": ((dict,), False),  # records_summary per stream; states of older versions lack it
 }
 
 
@@ -140,4 +141,17 @@ def state_problem(st: dict) -> str | None:
         return "'rng' lacks the torch and numpy generator states"
     if not isinstance(rng.get("python"), list | tuple):
         return "'rng' lacks the Python generator state"
+    if "data" in st and not _is_data_summary(st["data"]):
+        return "'data' is not a summary of the training data"
     return None
+
+
+def _is_data_summary(d: dict) -> bool:
+    """{"synthetic": s, "real": s}, each s {"images": int, "ids": int, "digest": str}."""
+    kinds = {"images": int, "ids": int, "digest": str}
+    return set(d) == {"synthetic", "real"} and all(
+        isinstance(s, dict)
+        and set(s) == set(kinds)
+        and all(isinstance(s[k], t) and not isinstance(s[k], bool) for k, t in kinds.items())
+        for s in d.values()
+    )

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..config import Config, check_cpu_bf16, resolve_device
-from ..data import BadImageLog
+from ..data import BadImageLog, DatasetError
 from ..evaluation.evaluator import evaluate
 from ..models.dsbn import bn_domain
 from ..storage import folder_lock, write_atomic
@@ -203,6 +203,7 @@ class Trainer(Checkpointing):
             self.epoch_sums, self.epoch_counts = {}, {}
         sums, counts = self.epoch_sums, self.epoch_counts
         t0, images = time.perf_counter(), 0
+        used = {"synthetic": 0, "real": 0, "real wanted": 0}  # batches with images, this epoch
         for batch in p.syn_loader:
             if self.step_in_epoch >= n_steps:
                 break
@@ -213,6 +214,9 @@ class Trainer(Checkpointing):
                 self.bad_images.update(real)
             if "img" not in batch:
                 continue
+            used["synthetic"] += 1
+            used["real wanted"] += use_real
+            used["real"] += real is not None and "img" in real
             if self.cfg.data.twins_in_batch:
                 batch = join_twins(batch)
             terms = self._step(batch, real)
@@ -230,6 +234,7 @@ class Trainer(Checkpointing):
                 self.logger.scalars(
                     self.global_step, {**terms, "lr": lr, "images_per_s": rate, "epoch": epoch}
                 )
+        self._check_images_read(epoch, used, self.step_in_epoch < n_steps)
         means = {k: v / counts[k] for k, v in sums.items()}
         if counts.get(SKIPPED):
             means[SKIPPED] = counts[SKIPPED]  # means above are over the other steps
@@ -250,6 +255,22 @@ class Trainer(Checkpointing):
             self._log(f"epoch {epoch}: {bad} so far (data.strict=true makes them fatal)")
         if self.progress:
             self.progress.finish(task)
+
+    def _check_images_read(self, epoch: int, used: dict, short: bool) -> None:
+        """An epoch whose batches all came empty (the data vanished: a dropped mount, a moved
+        folder) must not count as trained: stop, the run left at its last saved epoch."""
+        if short and not used["synthetic"]:
+            what = "training"
+        elif used["real wanted"] and not used["real"]:
+            what = "real training"
+        else:
+            return
+        last = next(reversed(self.bad_images.skipped.values()), "no image in the batches")
+        raise DatasetError(
+            f"epoch {epoch}: none of the {what} images drawn could be read (last: {last}); "
+            f"the run stays at epoch {self.epoch}: make them readable and continue with: "
+            f"sjdl train --resume {self.run_dir}"
+        )
 
     def _step(self, batch: dict, real: dict | None) -> dict:
         p, dev = self.parts, self.device
