@@ -4,6 +4,7 @@ from . import (  # noqa: F401
     cases_checkpoint,
     cases_config,
     cases_data,
+    cases_edges,
     cases_inputs,
     cases_inputs_config,
     cases_outputs,
