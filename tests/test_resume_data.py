@@ -102,3 +102,30 @@ def test_training_images_vanishing_mid_run_stop_it_at_the_last_saved_epoch(fvrid
         train_run(cfg, run, log=log)
     st = torch.load(run / "checkpoints" / "last_state.pt", weights_only=True)
     assert st["epoch"] == 1 and st["step_in_epoch"] == 0
+
+
+def test_a_data_worker_killed_saves_the_run_and_says_so(fvrid, tmp_path):
+    """The out-of-memory killer taking a DataLoader worker gave a traceback and lost the
+    epoch's steps; now the run is saved where it stood and the error says how to go on."""
+    import os
+    import signal
+    import subprocess
+
+    from sjdl.engine import DataWorkerError
+
+    run, killed = tmp_path / "run", []
+
+    def log(line):
+        if line.startswith("epoch 1:") and not killed:  # the workers are persistent
+            pids = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True)
+            killed.extend(int(x) for x in pids.stdout.split())
+            for pid in killed:  # the synthetic and the real loader's worker
+                os.kill(pid, signal.SIGKILL)
+
+    cfg = _cfg(fvrid, "train.epochs=3", "data.workers=1")
+    with pytest.raises(DataWorkerError, match="is killed by signal") as err:
+        train_run(cfg, run, log=log)
+    assert killed and f"sjdl train --resume {run}" in str(err.value)
+    st = torch.load(run / "checkpoints" / "last_state.pt", weights_only=True)
+    assert st["epoch"] <= 1
+    assert train_run(_cfg(fvrid, "train.epochs=3"), run, resume=True, **QUIET)["epochs"] == 3

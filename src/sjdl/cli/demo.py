@@ -28,6 +28,7 @@ def demo_command(
     and untrained ImageNet features on clear, foggy and unseen-fog test images, write a report."""
     from ..config import ConfigError
     from ..data import DatasetError
+    from ..engine import DataWorkerError, NonFiniteLossError
     from ..experiments.demo import check_rows, run_demo
     from ..storage import StorageError
 
@@ -45,7 +46,14 @@ def demo_command(
             rows=names,
             retrain=retrain,
         )
-    except (DatasetError, ConfigError, FileNotFoundError, StorageError) as e:
+    except (
+        DatasetError,
+        ConfigError,
+        FileNotFoundError,
+        StorageError,
+        DataWorkerError,
+        NonFiniteLossError,
+    ) as e:
         fail(str(e))
     except KeyboardInterrupt:
         interrupted(f"rows finished so far are kept in {output}; the same command reuses them")

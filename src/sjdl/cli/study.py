@@ -102,6 +102,7 @@ def study_command(
 
     from ..config import ConfigError
     from ..data import DatasetError
+    from ..engine import DataWorkerError, NonFiniteLossError
     from ..experiments.study import run_study
     from ..experiments.study_plan import QUICK, StudyError, StudySettings
     from ..storage import StorageError
@@ -136,6 +137,8 @@ def study_command(
         FileExistsError,
         StudyError,
         StorageError,
+        DataWorkerError,
+        NonFiniteLossError,
     ) as e:
         fail(str(e))
     except KeyboardInterrupt:

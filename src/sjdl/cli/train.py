@@ -42,7 +42,7 @@ def train_command(
     from ..config import ConfigError
     from ..data import DatasetError
     from ..data.io import ImageReadError
-    from ..engine import NonFiniteLossError, train
+    from ..engine import DataWorkerError, NonFiniteLossError, train
     from ..engine.rundir import RunExistsError
     from ..models.io import CheckpointError
     from ..storage import StorageError
@@ -94,6 +94,7 @@ def train_command(
         RunExistsError,
         ImageReadError,
         NonFiniteLossError,
+        DataWorkerError,
         StorageError,
         ConfigError,
     ) as e:

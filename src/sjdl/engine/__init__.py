@@ -1,9 +1,10 @@
 """Training engine: the joint defogging loop, schedule, checkpoints, logging, DDP."""
 
 from .optim import build_optimizer, build_scheduler, lr_factor
-from .trainer import NonFiniteLossError, Trainer, train
+from .trainer import DataWorkerError, NonFiniteLossError, Trainer, train
 
 __all__ = [
+    "DataWorkerError",
     "NonFiniteLossError",
     "Trainer",
     "build_optimizer",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
 import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -32,6 +34,26 @@ from .steps import SKIPPED, RealStream, accumulate, bn_restore, bn_snapshot, joi
 
 class NonFiniteLossError(RuntimeError):
     """Too many consecutive steps had a NaN/inf loss."""
+
+
+class DataWorkerError(RuntimeError):
+    """A data-loading worker process died (the out-of-memory killer, ``kill -9``); the run
+    was saved where it stood, as on Ctrl-C."""
+
+
+@contextmanager
+def _child_signals_default():
+    """While saving after a data worker died: torch's SIGCHLD handler would raise again, in
+    the middle of the save, when another worker goes down with it."""
+    sig = getattr(signal, "SIGCHLD", None)
+    if sig is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(sig, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(sig, old)
 
 
 @contextmanager
@@ -176,6 +198,16 @@ class Trainer(Checkpointing):
                 f"with: sjdl train --resume {self.run_dir}"
             )
             raise
+        except RuntimeError as e:
+            if "DataLoader worker" not in str(e):  # torch's words for a worker that died
+                raise
+            with _child_signals_default():
+                self._save("last", interrupted=True)
+            raise DataWorkerError(
+                f"{str(e).strip()} (signal 9 is often the out-of-memory killer: lower "
+                f"data.workers or data.cache_mb); resumable checkpoint written to "
+                f"{self.ckpt_dir}; continue with: sjdl train --resume {self.run_dir}"
+            ) from None
         finally:
             self.logger.close()
         return {"epochs": self.epoch, "best_val_mAP": self.best_map}
