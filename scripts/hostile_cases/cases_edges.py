@@ -86,3 +86,35 @@ def case_output_onto_a_full_disk(w: World):
     if p.returncode == 0:
         return Outcome("silent-wrong", "exit 0 though nothing could be written")
     return Outcome("clear-error", ran.error_line())
+
+
+@case("interruption")
+def case_data_worker_killed_then_resume(w):
+    """The out-of-memory killer takes a data-loading worker (here ``kill -9``): before
+    2026-12-02 a traceback, and the epoch's steps since the last save were lost."""
+    import signal
+
+    run, log = w.new("worker-run"), w.new("worker.log")
+    args = w.train_args(w.base_data, "train.epochs=30", "data.workers=1")
+    proc = w.start(*args, "-o", run, log=log)
+    reached = _wait_for(lambda: len(_epochs_logged(run)) >= 1, proc, w.timeout, 0.02)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+    for pid in map(int, children.stdout.split()):
+        os.kill(pid, signal.SIGKILL)
+    codes = wait_all([proc], w.timeout)
+    text = log.read_text()
+    if codes is None:
+        return Outcome("hang", f"training still running {w.timeout:.0f} s after its worker died")
+    if not reached or not children.stdout.split():
+        return Outcome("not-run", f"no worker to kill in epoch 2: {text[-200:]}")
+    ran = Run(args, codes[0], text, "", 0)
+    if ran.traceback:
+        return Outcome("traceback", ran.last_line())
+    if codes[0] == 0:
+        return Outcome("silent-wrong", "exit 0 though its data worker was killed")
+    if not ran.said("resumable checkpoint written"):
+        return Outcome("data-loss", f"exit {codes[0]}, no resumable checkpoint: {ran.error_line()}")
+    again = w.sjdl("train", "--resume", run, "train.epochs=3")
+    if again.rc != 0:
+        return Outcome("clear-error", f"UNEXPECTED: the resume failed: {again.error_line()}")
+    return Outcome("clear-error", ran.error_line() + " [resumed to epoch 3]")
