@@ -189,3 +189,22 @@ def test_a_second_fog_into_the_same_folder_stops_at_once(tmp_path):
         assert not dst.exists()
     assert _run("fog", src, dst).exit_code == 0  # the lock went with its holder
     assert (dst / "fog_manifest.csv").is_file() and not (tmp_path / "out.lock").exists()
+
+
+def test_fog_onto_a_full_disk_says_so_in_one_line(tmp_path, monkeypatch):
+    """Copying a clear partner onto a full disk gave the raw "[Errno 28] ...: 'SRC' -> 'DST'"."""
+    import errno
+
+    from sjdl.data import synthesis
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+
+    monkeypatch.setattr(synthesis.shutil, "copyfile", full)
+    src, dst = _clear_set(tmp_path / "clear"), tmp_path / "out"
+    r = _run("fog", src, dst, "--workers", "1")
+    assert r.exit_code == 2
+    errors = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: no space left on device (")
+    assert "train_clear" in errors[0] and "free some space" in errors[0]
+    assert not dst.exists()

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..storage import folder_lock, fsync_dir, fsync_tree
+from ..storage import folder_lock, fsync_dir, fsync_tree, write_error
 from .fog import builtin_depth, find_depth, read_depth, sample_fog_params
 from .fog_kinds import format_params, render_fog
 from .io import read_image, save_image
@@ -141,8 +141,11 @@ def fog_one(
     p = sample_fog_params(seed, job.key, beta_range, airlight_range, kind)
     foggy = render_fog(clear, depth, p.beta, p.airlight, p.kind, p.params)
     save_image(foggy, job.foggy)
-    job.clear.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(job.source, job.clear)
+    try:
+        job.clear.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(job.source, job.clear)
+    except OSError as e:  # a full disk: one line naming the device, as every other write
+        raise write_error(job.clear, e) from None
     return {
         "file": str(job.foggy),
         "source": str(job.source),
