@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .common import console, fail, printable
+from .common import console, fail, interrupted, printable
 from .progress import progress_bar
 
 index_app = typer.Typer(help="Build or extend a FAISS gallery index.", no_args_is_help=True)
@@ -255,6 +255,12 @@ def defog_command(
         None, help="Folder of clear images (same relative paths or names): report PSNR/SSIM."
     ),
     overwrite: bool = typer.Option(False, help="Replace restored images of an earlier run."),
+    resume: bool = typer.Option(
+        False,
+        "--continue",
+        help="Restore only the images an interrupted run into -o left undone (same method "
+        "and checkpoint).",
+    ),
 ):
     """Restore foggy images of any size with FIRM or the dark channel prior.
 
@@ -263,27 +269,34 @@ def defog_command(
     from ..data.io import ImageReadError, read_image, save_image
     from ..evaluation import QualityMeter
     from ..retrieval import ReID, defog_dcp, folder_lock
-    from ..retrieval.outputs import plan_defog_outputs
+    from ..retrieval.outputs import check_defog_continue, plan_defog_outputs, write_defog_record
 
     if method not in ("firm", "dcp"):
         fail(f"--method {method}: expected firm or dcp")
     if method == "firm" and checkpoint is None:
         fail("--method firm needs --checkpoint (or use --method dcp)")
+    if resume and overwrite:
+        fail("--continue keeps the restorations already in -o, --overwrite replaces them: pick one")
     if reference is not None and not reference.is_dir():
         what = "not a folder" if reference.exists() else "folder not found"
         fail(f"--reference {reference}: {what} (a folder of clear images named as the inputs)")
     skipped: list[str] = []
     skipped_refs: list[str] = []  # reference images that cannot be compared (why)
     unmatched: list[str] = []  # inputs without a reference image of their path or name
+    plan, written = [], 0
     try:
-        plan = plan_defog_outputs(inputs, output, overwrite)
+        plan = plan_defog_outputs(inputs, output, overwrite, resume)
         reid = ReID.from_checkpoint(checkpoint) if method == "firm" else None
         if reid is not None and not reid.has_firm:
             fail(f"{checkpoint}: the model has no FIRM (method=baseline)")
+        record = {"method": method, "checkpoint": reid.fingerprint if reid else None}
         meter, before, worse = QualityMeter(), QualityMeter(), []
         # one writer per -o: two runs would replace each other's images, each saying "wrote"
         with folder_lock(output, "defog output"), progress_bar() as bar:
-            plan = plan_defog_outputs(inputs, output, overwrite)  # again, under the lock
+            if resume:
+                check_defog_continue(output, record)
+            plan = plan_defog_outputs(inputs, output, overwrite, resume)  # under the lock
+            write_defog_record(output, record)
             task = bar.add_task(f"defogging ({method})", total=len(plan))
             for src, dst, rel in plan:
                 bar.advance(task)
@@ -294,6 +307,7 @@ def defog_command(
                     continue
                 out = reid.defog(img) if reid else defog_dcp(img)
                 save_image(out[0], dst)
+                written += 1
                 clear = None
                 ref = _reference(reference, rel)
                 if reference is not None and ref is None:
@@ -314,6 +328,11 @@ def defog_command(
                     before.update(img, clear)
     except _errors() as e:
         fail(str(e))
+    except KeyboardInterrupt:
+        interrupted(
+            f"{written} of {len(plan)} restored image(s) written to {output}; the same "
+            "command with --continue restores the rest"
+        )
     done = len(plan) - len(skipped)
     if skipped:
         more = f" (and {len(skipped) - 3} more)" if len(skipped) > 3 else ""
@@ -333,9 +352,13 @@ def defog_command(
             f"same relative path or name in {reference}, e.g. {unmatched[0]}",
             highlight=False,
         )
+    if resume and not plan:
+        console.print(f"nothing left to restore: every input has its image in {output}")
+        return
     if not done:
         fail(f"none of the {len(plan)} image(s) could be read; nothing written")
-    console.print(f"wrote {done} restored image(s) to {output}")
+    kept = " (the others were there from the interrupted run)" if resume else ""
+    console.print(f"wrote {done} restored image(s) to {output}{kept}")
     if meter.psnr:
         a, b = before.result(), meter.result()
         console.print(

@@ -3,9 +3,10 @@ an earlier result (``overwrite`` says otherwise), never two inputs onto one outp
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from ..storage import check_replaceable, owner
+from ..storage import check_replaceable, owner, write_atomic
 from .embed import image_files
 from .index import OWN_FILES, GalleryIndex, IndexError_, is_index
 
@@ -73,12 +74,12 @@ def check_index_output(output: Path, inputs: list[Path], overwrite: bool) -> Non
 
 
 def plan_defog_outputs(
-    inputs: list[Path], output: Path, overwrite: bool
+    inputs: list[Path], output: Path, overwrite: bool, keep_existing: bool = False
 ) -> list[tuple[Path, Path, Path]]:
     """(input file, output file, relative path) per image: a folder's images keep their path
     below the folder, files given directly their name. Refuses output = input (or any output
     that is an input file), two inputs onto one output, and existing outputs unless
-    ``overwrite``."""
+    ``overwrite``; ``keep_existing`` (``--continue``) leaves them out of the plan instead."""
     for p in inputs:
         if p.is_dir() and _real(p) == _real(output):
             raise OutputError(
@@ -98,7 +99,9 @@ def plan_defog_outputs(
                 "defog them into separate folders"
             )
         targets[key] = f
-    if not overwrite:
+    if keep_existing:
+        plan = [(f, out, rel) for f, out, rel in plan if not out.exists()]
+    elif not overwrite:
         existing = [out for _, out, _ in plan if out.exists()]
         if existing:
             raise OutputError(
@@ -112,3 +115,36 @@ def plan_defog_outputs(
             seen.add(out.absolute())
             unique.append((f, out, rel))
     return unique
+
+
+DEFOG_RECORD = ".sjdl-defog.json"  # how the restorations in a defog -o folder were made
+
+
+def _made_with(record: dict) -> str:
+    ckpt = record.get("checkpoint")
+    return f"--method {record.get('method')}" + (f", checkpoint {ckpt[:12]}" if ckpt else "")
+
+
+def check_defog_continue(output: Path, record: dict) -> None:
+    """``defog --continue`` adds only to restorations of the same method and checkpoint
+    (``record``): a folder without a record, or with another, would mix two restorations."""
+    try:
+        earlier = json.loads((output / DEFOG_RECORD).read_text())
+    except (OSError, ValueError):
+        earlier = None
+    if earlier == record:
+        return
+    what = (
+        f"restorations made with {_made_with(earlier)}"
+        if isinstance(earlier, dict)
+        else f"no record of an earlier sjdl defog ({DEFOG_RECORD})"
+    )
+    raise OutputError(
+        f"{output}: --continue adds to an earlier defog with the same method and checkpoint "
+        f"({_made_with(record)}), but it holds {what}; use --overwrite or another folder"
+    )
+
+
+def write_defog_record(output: Path, record: dict) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    write_atomic(output / DEFOG_RECORD, json.dumps(record, sort_keys=True) + "\n")
