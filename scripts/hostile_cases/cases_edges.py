@@ -10,7 +10,18 @@ import subprocess
 import torch
 
 from .cases_runtime import _epochs_logged, _wait_for
-from .world import ENV, Outcome, Run, Snapshot, World, case, refused, wait_all
+from .world import (
+    ENV,
+    Outcome,
+    Run,
+    Snapshot,
+    World,
+    case,
+    refused,
+    succeeded,
+    wait_all,
+    write_image,
+)
 
 
 def _rename_identity(data, old: int, new: int) -> None:
@@ -118,3 +129,36 @@ def case_data_worker_killed_then_resume(w):
     if again.rc != 0:
         return Outcome("clear-error", f"UNEXPECTED: the resume failed: {again.error_line()}")
     return Outcome("clear-error", ran.error_line() + " [resumed to epoch 3]")
+
+
+@case("interruption")
+def case_defog_stopped_then_continue(w):
+    """A defog of many images stopped half-way: before 2026-12-02 a rerun was refused and
+    only ``--overwrite`` (all over again) went on; ``--continue`` restores the rest."""
+    import signal
+
+    src, out, log = w.new("many-foggy"), w.new("many-out"), w.new("defog.log")
+    n = 300
+    for i in range(n):
+        write_image(src / f"img{i:03d}.jpg", size=(96, 128), seed=i)
+    proc = w.start("defog", src, "-o", out, "--method", "dcp", log=log)
+    _wait_for(lambda: len(list(out.glob("*.jpg"))) >= 20, proc, w.timeout, 0.01)
+    proc.send_signal(signal.SIGINT)
+    codes = wait_all([proc], w.timeout)
+    if codes is None:
+        return Outcome("hang", "defog still running after Ctrl-C")
+    first = sorted(out.glob("*.jpg"))
+    if codes[0] == 0 or len(first) >= n:
+        return Outcome("not-run", f"defog finished before the Ctrl-C ({len(first)} images)")
+    stopped = Run([], codes[0], log.read_text(), "", 0)
+    if stopped.traceback:
+        return Outcome("traceback", stopped.last_line())
+    kept = Snapshot(*first)
+    r = w.sjdl("defog", src, "-o", out, "--method", "dcp", "--continue")
+
+    def check():
+        done = len(list(out.glob("*.jpg")))
+        said = r.said(f"wrote {n - len(first)} restored image(s)")
+        return None if done == n and said else f"{done} of {n} images, said: {r.last_line()}"
+
+    return succeeded(r, check, intact=kept)
