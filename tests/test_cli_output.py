@@ -47,3 +47,34 @@ def test_warnings_of_the_command_line_are_one_line(fvrid, tmp_path):
     lines = [ln for ln in p.stderr.splitlines() if "00003_c001_000000_0.jpg" in ln]
     assert lines and all(ln.startswith("warning: skipped unreadable image: ") for ln in lines)
     assert "UserWarning" not in p.stderr and "bad_images.update" not in p.stderr
+
+
+@pytest.mark.parametrize("saving", [False, True])
+def test_a_stopped_index_build_says_what_it_left(tmp_path, monkeypatch, saving):
+    """Ctrl-C or ``kill`` in ``index build`` printed click's bare "Aborted!" (exit 1)."""
+    from typer.testing import CliRunner
+
+    from sjdl.cli import app
+    from sjdl.retrieval import Gallery
+
+    from .conftest import write_image
+    from .test_deploy import _checkpoint
+
+    ckpt, _ = _checkpoint(tmp_path)
+    write_image(tmp_path / "gallery" / "00001_c001_0.jpg")
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Gallery, "save" if saving else "build", stop)
+    out = tmp_path / "idx"
+    r = CliRunner().invoke(
+        app,
+        ["index", "build", str(tmp_path / "gallery"), "--checkpoint", str(ckpt), "-o", str(out)],
+    )
+    assert r.exit_code == 130
+    said = " ".join(r.stderr.split())
+    if saving:
+        assert f"stopped while saving: {out} holds one complete index" in said
+    else:
+        assert f"nothing was written: {out} is as it was" in said and not out.exists()

@@ -10,7 +10,7 @@ import warnings
 
 import typer
 
-from . import demo, deploy, evaluate, fog, info, serve, study, train
+from . import defog, demo, deploy, evaluate, fog, info, serve, study, train
 
 app = typer.Typer(
     name="sjdl",
@@ -25,6 +25,7 @@ evaluate.register(app)
 train.register(app)
 demo.register(app)
 deploy.register(app)
+defog.register(app)
 serve.register(app)
 study.register(app)
 

@@ -42,3 +42,20 @@ def config_from_cli(config: str | None, overrides: list[str] | None) -> Config:
     except ConfigError as e:
         fail(str(e))
         raise  # unreachable, keeps type checkers happy
+
+
+def deploy_errors() -> tuple:
+    """Errors of the deployment commands that are one-line messages for the user."""
+    from ..data import DatasetError
+    from ..data.io import ImageReadError
+    from ..models.io import CheckpointError
+    from ..retrieval import IndexError_
+
+    return (
+        DatasetError,
+        CheckpointError,
+        IndexError_,
+        FileNotFoundError,
+        ValueError,
+        ImageReadError,
+    )
