@@ -20,6 +20,7 @@ from PIL import Image
 
 OUTCOMES = ("ok", "clear-error", "traceback", "silent-wrong", "data-loss", "hang")
 TRACEBACK = "Traceback (most recent call last)"
+DEFOG_RECORD = ".sjdl-defog.json"  # defog -o records how its images were made (--continue)
 # ResNet-18 at 32x32, P x K = 2 x 2, two steps: a training run takes seconds on one core
 TINY = [
     "model.backbone=resnet18",
