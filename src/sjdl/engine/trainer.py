@@ -203,6 +203,7 @@ class Trainer(Checkpointing):
                 raise
             with _child_signals_default():
                 self._save("last", interrupted=True)
+                self._release_workers()
             raise DataWorkerError(
                 f"{str(e).strip()} (signal 9 is often the out-of-memory killer: lower "
                 f"data.workers or data.cache_mb); resumable checkpoint written to "
@@ -287,6 +288,15 @@ class Trainer(Checkpointing):
             self._log(f"epoch {epoch}: {bad} so far (data.strict=true makes them fatal)")
         if self.progress:
             self.progress.finish(task)
+
+    def _release_workers(self) -> None:
+        """Shut the loaders' worker processes down (the dead one included), so that torch stops
+        watching them: else any later child process's exit in this process raises again."""
+        p = self.parts
+        for loader in (p.syn_loader, p.real_loader, *(p.val_loaders or ())):
+            it = getattr(loader, "_iterator", None)  # persistent workers' iterator
+            if it is not None and hasattr(it, "_shutdown_workers"):
+                it._shutdown_workers()
 
     def _check_images_read(self, epoch: int, used: dict, short: bool) -> None:
         """An epoch whose batches all came empty (the data vanished: a dropped mount, a moved
