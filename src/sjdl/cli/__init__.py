@@ -37,6 +37,10 @@ def _as_interrupt(signum, _frame) -> None:
     raise KeyboardInterrupt(f"stopped by signal {signum}")
 
 
+# failed writes of the output itself (``> file`` on a full disk, a closed pipe)
+OUTPUT_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EPIPE, errno.EFBIG}
+
+
 def _warning_line(message, category, filename, lineno, line=None) -> str:
     """A warning as one line for the command's user (``warning: ...``), not as Python shows
     it to a developer (file, line number, category and the source line)."""
@@ -61,6 +65,3 @@ def main() -> None:
         if e.errno != errno.EPIPE:  # a reader that stopped early (``| head``) is no error
             print(f"error: cannot write the output: {e.strerror}", file=sys.stderr)
         sys.exit(2)
-
-
-OUTPUT_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EPIPE, errno.EFBIG}
