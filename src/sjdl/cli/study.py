@@ -72,7 +72,7 @@ def study_command(
         "baseline_clear, baseline_aug, baseline_cons, clear_cons, jdl, sjdl_wo_sc, sjdl, sjdl_aug, "
         "sjdl_dsbn, sjdl_clear, sjdl_clear_cons, baseline_2x, baseline_4x, recommended, "
         "recommended_2x, sjdl_detach, sjdl_grad01, recommended_pairs, sjdl_affine, sjdl_affine2, "
-        "sjdl_affine4, "
+        "sjdl_affine4, sjdl_affine4_every5, "
         "and any trained row "
         "with +bn_train or +bn_gallery (BN statistics re-estimated) [default: README].",
     ),

@@ -62,6 +62,13 @@ TRAININGS = {
     "sjdl_affine": ["method=sjdl", "model.firm.output=affine"],
     "sjdl_affine2": ["method=sjdl", "model.firm.output=affine", "model.firm.scale=2"],
     "sjdl_affine4": ["method=sjdl", "model.firm.output=affine", "model.firm.scale=4"],
+    # the same with a real batch every 5th step, as the released code schedules it (issue 18)
+    "sjdl_affine4_every5": [
+        "method=sjdl",
+        "model.firm.output=affine",
+        "model.firm.scale=4",
+        "train.real_every=5",
+    ],
 }
 # epochs (and the LR schedule in epochs) x this
 EPOCH_SCALE = {"baseline_2x": 2, "baseline_4x": 4, "recommended_2x": 2}
@@ -119,6 +126,7 @@ STEP_COST.update(
 STEP_COST.update(
     {"recommended_pairs": 1.0, "sjdl_affine": 3.4, "sjdl_affine2": 2.4, "sjdl_affine4": 2.0}
 )
+STEP_COST["sjdl_affine4_every5"] = 1.7
 VAL_COST, EVAL_COST = 5.0, 8.0
 
 
