@@ -10,7 +10,8 @@ Usage: python benchmarks/bench_against.py [--against 375e79f] [--setting demo|pa
            [--methods baseline,sjdl] [--rounds 3] [--steps 4] >> benchmarks/results_against.txt
 
 A method may carry config overrides after "@" (``sjdl@model.firm.output=affine``): a variant
-with an option the other commit may not have, so it runs on this checkout only.
+with an option the other commit may not have, so it runs on this checkout only, unless
+``--variants-both`` (the other commit has the options too).
 """
 
 from __future__ import annotations
@@ -134,6 +135,11 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default="baseline,sjdl")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument(
+        "--variants-both",
+        action="store_true",
+        help="run the methods with @ overrides on the other commit too (it has the options)",
+    )
     ap.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -155,7 +161,7 @@ def main(argv=None) -> int:
             order = list(codes) if r % 2 == 0 else list(codes)[::-1]
             for m in methods:
                 for c in order:
-                    if c == "other" and "@" in m:
+                    if c == "other" and "@" in m and not args.variants_both:
                         continue
                     res[c, m].append(run_worker(codes[c], args.setting, m, args.steps))
                     print(
@@ -168,7 +174,8 @@ def main(argv=None) -> int:
     lines = [
         header(f"training step, setting {args.setting}: this ({head}) vs {args.against}"),
         f"# python benchmarks/bench_against.py --against {args.against} --setting "
-        f"{args.setting} --methods {args.methods} --rounds {args.rounds} --steps {args.steps}",
+        f"{args.setting} --methods {args.methods} --rounds {args.rounds} --steps {args.steps}"
+        + (" --variants-both" if args.variants_both else ""),
         f"# {args.rounds} interleaved rounds, median s/step; load average {load0:.1f} at the "
         f"start, {os.getloadavg()[0]:.1f} at the end",
         f"{'method':12s} {'this s/step':>12s} {args.against + ' s/step':>16s} {'this/other':>11s}"

@@ -60,14 +60,16 @@ def test_pyramid_pools_cover_the_same_image_regions_at_lower_resolution():
 
 
 def test_lower_resolution_cuts_firm_work():
-    """Counted FLOPs of one forward (not timed): 1/2 resolution does less than half the work of
-    full resolution, 1/4 less than 0.3 of it (the first stage stays at 1/4 either way)."""
+    """Counted convolution FLOPs of one forward (not timed): 1/2 resolution does less than half
+    the work of full resolution, 1/4 less than 0.3 of it (the first stage stays at 1/4 either
+    way). The upsampling's small matrix products are left out: cheap, and counted as dense."""
     foggy, f_c, f1 = _inputs(96, 96)
     flops = {}
     for scale in (1, 2, 4):
         with FlopCounterMode(display=False) as counter:
             _firm(scale)(foggy, f_c, f1)
-        flops[scale] = counter.get_total_flops()
+        counts = counter.get_flop_counts()["Global"]
+        flops[scale] = sum(n for op, n in counts.items() if "conv" in str(op))
     assert flops[2] < 0.5 * flops[1] and flops[4] < 0.3 * flops[1]
 
 
@@ -88,3 +90,62 @@ def test_scale_needs_the_affine_output_and_a_power_of_two():
         load_config(overrides=["model.firm.output=affine", "model.firm.scale=3"])
     with pytest.raises(ValueError, match="scale 2"):
         FIRM(24, 4, 16, output="residual", scale=2)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_instance_norm_is_instance_norm_2d_in_values_and_gradients(layout):
+    """FIRM's GroupNorm with one channel per group gives InstanceNorm2d's values and input
+    gradients (float64, both memory layouts), and keeps a channels-last input channels-last."""
+    from sjdl.models.firm import instance_norm
+
+    torch.manual_seed(3)
+    x = (3 * torch.randn(4, 12, 10, 14, dtype=torch.float64) + 1).contiguous(memory_format=layout)
+    weight = torch.randn(4, 12, 10, 14, dtype=torch.float64)
+    outs = []
+    for norm in (torch.nn.InstanceNorm2d(12), instance_norm(12)):
+        xi = x.clone().requires_grad_()
+        y = norm(xi)
+        (y * weight).sum().backward()
+        outs.append((y, xi.grad))
+    (y_ref, g_ref), (y, g) = outs
+    assert torch.allclose(y, y_ref, atol=1e-12) and torch.allclose(g, g_ref, atol=1e-12)
+    assert y.is_contiguous(memory_format=layout)
+    assert not list(instance_norm(12).state_dict())  # no parameters or buffers, as before
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_affine_upsampled_coefficients_match_upsampling_all_six_channels(scale):
+    """Gain and offset upsampled separately equal the 6-channel upsampling they replace:
+    J = clamp(exp(2 up(t)[:3]) I + up(t)[3:], 0, 1), values and gradients (float64)."""
+    torch.manual_seed(4)
+    firm = _firm(scale).double()
+    foggy = torch.rand(2, 3, 64, 96, dtype=torch.float64)
+    t = (0.3 * torch.randn(2, 6, 64 // scale, 96 // scale, dtype=torch.float64)).requires_grad_()
+    j = firm._to_range(t, foggy)
+    (j * foggy).sum().backward()
+    t2 = t.detach().clone().requires_grad_()
+    up = torch.nn.functional.interpolate(t2, size=(64, 96), mode="bilinear", align_corners=False)
+    ref = (torch.exp(2 * up[:, :3]) * foggy + up[:, 3:]).clamp(0, 1)
+    (ref * foggy).sum().backward()
+    assert torch.allclose(j, ref, atol=1e-12) and torch.allclose(t.grad, t2.grad, atol=1e-12)
+
+
+@pytest.mark.parametrize("size_in,size_out", [((6, 8), (24, 32)), ((12, 9), (24, 36)), ((5, 7), (13, 20))])
+def test_upsample_bilinear_matches_interpolate(size_in, size_out):
+    """FIRM's matrix-product upsampling gives F.interpolate's bilinear values and gradients
+    (float64, integer and fractional ratios), and it can run and train under inference mode
+    and autograd in turn (nothing is cached across calls)."""
+    from sjdl.models.firm import upsample_bilinear
+
+    torch.manual_seed(5)
+    x = torch.randn(2, 3, *size_in, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 3, *size_out, dtype=torch.float64)
+    y = upsample_bilinear(x, size_out)
+    (y * w).sum().backward()
+    x2 = x.detach().clone().requires_grad_()
+    ref = torch.nn.functional.interpolate(x2, size=size_out, mode="bilinear", align_corners=False)
+    (ref * w).sum().backward()
+    assert torch.allclose(y, ref, atol=1e-12) and torch.allclose(x.grad, x2.grad, atol=1e-12)
+    with torch.inference_mode():
+        upsample_bilinear(x.detach(), size_out)
+    upsample_bilinear(x, size_out).sum().backward()

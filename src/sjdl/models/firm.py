@@ -20,6 +20,39 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def instance_norm(ch: int) -> nn.GroupNorm:
+    """Instance normalisation (per image and channel, no affine, eps 1e-5) as a GroupNorm with
+    one channel per group: the same values as ``nn.InstanceNorm2d(ch)``, and CPU kernels that
+    keep channels-last tensors channels-last (InstanceNorm2d copies them to NCHW and back)."""
+    return nn.GroupNorm(ch, ch, eps=1e-5, affine=False)
+
+
+def _interpolation_matrix(n_out: int, n_in: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """(n_out, n_in) weights of 1-D linear interpolation as ``F.interpolate(mode="bilinear",
+    align_corners=False)`` samples: source (i + 0.5) n_in / n_out - 0.5, clamped at the edges."""
+    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    lo = src.floor().long().clamp(max=n_in - 1)
+    hi = (lo + 1).clamp(max=n_in - 1)
+    frac = src - lo
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    rows = torch.arange(n_out)
+    m.index_put_((rows, lo), 1 - frac, accumulate=True)
+    m.index_put_((rows, hi), frac, accumulate=True)
+    return m.to(dtype=dtype, device=device)
+
+
+def upsample_bilinear(x: torch.Tensor, size) -> torch.Tensor:
+    """``F.interpolate(x, size, mode="bilinear", align_corners=False)`` as two matrix products
+    (rows, then columns): the same weights, and on CPU a cheaper backward than the kernel's.
+    The small matrices are built per call (a cache would keep tensors made under inference
+    mode or tracing). On other devices, ``F.interpolate`` itself."""
+    if x.device.type != "cpu":
+        return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+    mh = _interpolation_matrix(size[0], x.shape[-2], x.dtype, x.device)
+    mw = _interpolation_matrix(size[1], x.shape[-1], x.dtype, x.device)
+    return mh @ x @ mw.T
+
+
 class ResBlock(nn.Module):
     """pix2pixHD residual block: (reflect-pad, conv3x3, IN, ReLU, reflect-pad, conv3x3, IN) + x."""
 
@@ -28,11 +61,11 @@ class ResBlock(nn.Module):
         self.body = nn.Sequential(
             nn.ReflectionPad2d(1),
             nn.Conv2d(ch, ch, 3),
-            nn.InstanceNorm2d(ch),
+            instance_norm(ch),
             nn.ReLU(True),
             nn.ReflectionPad2d(1),
             nn.Conv2d(ch, ch, 3),
-            nn.InstanceNorm2d(ch),
+            instance_norm(ch),
         )
 
     def forward(self, x):
@@ -47,7 +80,7 @@ def _stage(ch_in: int, ch_out: int, res_blocks: int, upsample: bool) -> nn.Seque
         else nn.Conv2d(ch_in, ch_out, 3, 1, 1)
     )
     blocks = [ResBlock(ch_in) for _ in range(res_blocks)]
-    return nn.Sequential(*blocks, change, nn.InstanceNorm2d(ch_out), nn.ReLU(True))
+    return nn.Sequential(*blocks, change, instance_norm(ch_out), nn.ReLU(True))
 
 
 class PyramidEnhance(nn.Module):
@@ -121,9 +154,11 @@ class FIRM(nn.Module):
         """unit: (t + 1) / 2; tanh: t (as released); residual: clamp(I + t, 0, 1); affine:
         clamp(exp(2 t_g) I + t_b, 0, 1), t_g and t_b upsampled to I's size (gains 0.14-7.4)."""
         if self.output == "affine":
+            gain, offset = t[:, :3], t[:, 3:]  # split before upsampling: no full-size slices
             if self.scale > 1:
-                t = F.interpolate(t, size=foggy.shape[-2:], mode="bilinear", align_corners=False)
-            return (torch.exp(2 * t[:, :3]) * foggy + t[:, 3:]).clamp(0, 1)
+                size = foggy.shape[-2:]
+                gain, offset = (upsample_bilinear(c, size) for c in (gain, offset))
+            return (torch.exp(2 * gain) * foggy + offset).clamp(0, 1)
         if self.output == "residual":
             return (foggy + t).clamp(0, 1)
         return (t + 1) / 2 if self.output == "unit" else t
