@@ -130,7 +130,9 @@ def test_affine_upsampled_coefficients_match_upsampling_all_six_channels(scale):
     assert torch.allclose(j, ref, atol=1e-12) and torch.allclose(t.grad, t2.grad, atol=1e-12)
 
 
-@pytest.mark.parametrize("size_in,size_out", [((6, 8), (24, 32)), ((12, 9), (24, 36)), ((5, 7), (13, 20))])
+@pytest.mark.parametrize(
+    "size_in,size_out", [((6, 8), (24, 32)), ((12, 9), (24, 36)), ((5, 7), (13, 20))]
+)
 def test_upsample_bilinear_matches_interpolate(size_in, size_out):
     """FIRM's matrix-product upsampling gives F.interpolate's bilinear values and gradients
     (float64, integer and fractional ratios), and it can run and train under inference mode
