@@ -49,11 +49,13 @@ def test_demo_quick_writes_report_and_summary(tmp_path):
         assert (out / src).is_file(), src
     for method in ("baseline", "sjdl", "recommended"):
         assert (out / method / "checkpoints" / "last.safetensors").is_file()
-    # the demo's speed choices: FIRM's gain and offset at 1/4, the recipe's twins in the batch
+    # the demo's speed choices: FIRM's gain and offset at 1/4, a real batch every 5th step, the
+    # recipe's twins in the batch
     from sjdl.config import load_config
 
     sjdl, recipe = (load_config(out / m / "config.yaml") for m in ("sjdl", "recommended"))
     assert (sjdl.model.firm.output, sjdl.model.firm.scale) == ("affine", 4)
+    assert sjdl.train.real_every == 5 and recipe.train.real_every == 1
     assert recipe.data.twins_in_batch and recipe.data.clear_twins and recipe.data.num_ids == 8
     assert "summary.json" in result.output.replace("\n", "")
 
@@ -65,6 +67,8 @@ def test_demo_notes_describe_each_row_from_its_own_config():
     notes = {m: _row_note(m, load_config("demo", o)) for m, (_, o) in TRAINED.items()}
     assert notes["baseline"].endswith("the ReID network alone")
     assert "at 1/4 resolution" in notes["sjdl"] and "clear twin" not in notes["sjdl"]
+    assert "a real foggy batch every 5th step (train.real_every=5, as the released" in notes["sjdl"]
+    assert "real foggy batch" not in notes["recommended"] + notes["baseline"]
     assert "in the same batch (8 ids x 2 foggy images" in notes["recommended"]
     # a user's override shows in the note instead of the demo's own choice
     published = load_config("demo", ["method=sjdl", "model.firm.output=residual"])

@@ -42,14 +42,16 @@ from .runs import (
 from .study_data import fog_unseen, read_unseen
 
 # Speed choices of the demo's rows on top of configs/demo.yaml (which the study runs as it
-# is), measured on the development split (benchmarks/study-dev4-speed): FIRM's gain and offset
-# at 1/4 resolution, the recipe's clear twins in their foggy images' batch.
+# is), measured on the development split (benchmarks/study-dev4-speed, study-dev6-every5):
+# FIRM's gain and offset at 1/4 resolution, a real batch every 5th step (as the released code
+# schedules it), the recipe's clear twins in their foggy images' batch.
 FIRM_FAST = ["model.firm.output=affine", "model.firm.scale=4"]
+REAL_EVERY = ["train.real_every=5"]
 TWINS_IN_BATCH = ["data.twins_in_batch=true", "data.num_ids=8"]  # 8 x 2 foggy + 16 twins
 # trained rows: name -> (label, overrides on configs/demo.yaml)
 TRAINED = {
     "baseline": ("Baseline", ["method=baseline"]),
-    "sjdl": ("SJDL", ["method=sjdl", *FIRM_FAST]),
+    "sjdl": ("SJDL", ["method=sjdl", *FIRM_FAST, *REAL_EVERY]),
     "recommended": (
         "Recommended recipe (clear twins + consistency)",
         ["preset=recommended", *TWINS_IN_BATCH],
@@ -303,6 +305,12 @@ def _row_note(method: str, cfg) -> str:
             )
         else:
             parts.append(f"FIRM's output is {firm.output} (model.firm.output)")
+        k = cfg.train.real_every
+        if cfg.method in ("sjdl", "sjdl_wo_sc") and k > 1:
+            parts.append(
+                f"a real foggy batch every {k}th step (train.real_every={k}"
+                + (", as the released code schedules it)" if k == 5 else ")")
+            )
     return f"{METHODS[method]}: " + ("; ".join(parts) if parts else "the ReID network alone")
 
 
