@@ -55,6 +55,10 @@ def worker(setting: str, method: str, steps: int, compiled: str = "") -> dict:
     name, extra = SETTINGS[setting]
     method, *variant = method.split("@")  # "sjdl@key=value@...": a variant of this checkout
     cfg = load_config(name, overrides=[*extra, f"method={method}", *variant])
+    if getattr(cfg.train, "reuse_freed_memory", False):  # as this version's trainer does
+        from sjdl.engine.memory import reuse_freed_memory
+
+        reuse_freed_memory()
     torch.manual_seed(0)
     model = build_model(cfg, 100, 0).train()
     fmt = torch.contiguous_format

@@ -63,6 +63,10 @@ def build(config: str, method: str):
     name, overrides, size, p, k, n_real = CONFIGS[config]
     method, *extra = method.split("@")
     cfg = load_config(name, [*overrides, f"method={method}", *extra])
+    if cfg.train.reuse_freed_memory:  # as the trainer does (engine/setup.py)
+        from sjdl.engine.memory import reuse_freed_memory
+
+        reuse_freed_memory()
     torch.manual_seed(0)
     model = build_model(cfg, 100, 0).train()
     fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format

@@ -143,6 +143,10 @@ class TrainConfig:
     # AVX512-BF16 or AMX (README "Performance"), refused on CPUs without them
     cpu_amp: bool = False
     channels_last: bool = False
+    # CPU, glibc: large blocks from the heap and freed memory kept for the next step instead
+    # of fresh pages from the kernel each step (engine/memory.py; the same values; peak memory
+    # up to ~8 % higher); false gives freed memory back to the system at once
+    reuse_freed_memory: bool = True
     seed: int = 0
     device: str = "auto"
     output_dir: str = "runs/sjdl"

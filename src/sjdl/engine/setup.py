@@ -14,6 +14,7 @@ from ..data.records import DatasetError, split_validation, with_clear_twins
 from ..losses import LossComposer
 from ..models import build_model
 from .distributed import DistInfo
+from .memory import reuse_freed_memory
 from .optim import build_optimizer, build_scheduler
 
 
@@ -99,6 +100,8 @@ def build_run(cfg, device: torch.device, dist: DistInfo, log=print) -> RunParts:
     report = getattr(model, "pretrained_report", None)
     if report is not None and dist.is_main:
         log(report.summary())
+    if cfg.train.reuse_freed_memory and device.type == "cpu":
+        reuse_freed_memory()
     model = model.to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
