@@ -15,6 +15,7 @@ from ..engine.logger import read_metrics
 from ..evaluation.plots import line_plot
 from ..evaluation.report import write_report
 from ..evaluation.visualize import restoration_row, save_rank_lists, save_restoration_grid, stack
+from ..losses.composer import USES_REAL
 from ..storage import (
     MARKER,
     OwnershipError,
@@ -306,7 +307,7 @@ def _row_note(method: str, cfg) -> str:
         else:
             parts.append(f"FIRM's output is {firm.output} (model.firm.output)")
         k = cfg.train.real_every
-        if cfg.method in ("sjdl", "sjdl_wo_sc") and k > 1:
+        if cfg.method in USES_REAL and k > 1:
             parts.append(
                 f"a real foggy batch every {k}th step (train.real_every={k}"
                 + (", as the released code schedules it)" if k == 5 else ")")
