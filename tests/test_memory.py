@@ -11,10 +11,13 @@ from tests.conftest import tiny_train_config
 
 GLIBC = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
-# Allocate and touch 256 MB and free it, six times, as training steps do: how many page
-# faults did the last three cost, as a share of the first? Printed by a fresh process (the
-# setting is process-wide). With reuse, glibc's heap may still grow once or twice while its
-# layout settles; the steady state is what a long training sees.
+# Allocate and touch 256 MB and free it, twelve times, as training steps do: how many of the
+# last eleven allocations faulted in fresh pages (more than half as many faults as the first)?
+# Printed by a fresh process (the setting is process-wide). With reuse, glibc's heap still
+# grows once or twice while its layout settles (a small block allocated just past a freed
+# one keeps the two apart until it is freed too, so the next request cannot fit there); when
+# that happens varies between machines, so the test counts fresh allocations rather than
+# looking at fixed steps.
 PROBE = """
 import resource, sys, torch
 if sys.argv[1] == "reuse":
@@ -25,25 +28,26 @@ def faults(n=64 * 2**20):
     x = torch.empty(n).fill_(1.0)
     del x
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-counts = [faults() for _ in range(6)]
-print(sum(counts[3:]) / 3 / counts[0])
+counts = [faults() for _ in range(12)]
+print(sum(c > counts[0] / 2 for c in counts[1:]))
 """
 
 
-def _steady_share(mode: str) -> float:
+def _fresh_allocations(mode: str) -> int:
     out = subprocess.run(
         [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True
     )
-    return float(out.stdout.strip())
+    return int(out.stdout.strip())
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's mallopt")
 def test_freed_memory_is_reused_without_new_page_faults():
     """By default a 256 MB block comes from mmap and goes back on free, so allocating it again
-    faults every page in anew; with reuse_freed_memory the repeated allocations fault (almost)
-    none."""
-    assert _steady_share("default") > 0.5
-    assert _steady_share("reuse") < 0.05
+    faults every page in anew (11 of 11); with reuse_freed_memory all but the few allocations
+    that grow the heap while it settles reuse pages already there (1 of 11 on the machines
+    measured)."""
+    assert _fresh_allocations("default") >= 9
+    assert _fresh_allocations("reuse") <= 3
 
 
 def test_build_run_applies_it_on_cpu_unless_turned_off(fvrid, monkeypatch):
