@@ -94,8 +94,9 @@ def test_scale_needs_the_affine_output_and_a_power_of_two():
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_instance_norm_is_instance_norm_2d_in_values_and_gradients(layout):
-    """FIRM's GroupNorm with one channel per group gives InstanceNorm2d's values and input
-    gradients (float64, both memory layouts), and keeps a channels-last input channels-last."""
+    """FIRM's instance norm gives InstanceNorm2d's values and input gradients (float64, both
+    memory layouts, followed by an in-place ReLU as in FIRM), and keeps a channels-last input
+    channels-last (on CPU through its own autograd function)."""
     from sjdl.models.firm import instance_norm
 
     torch.manual_seed(3)
@@ -104,13 +105,30 @@ def test_instance_norm_is_instance_norm_2d_in_values_and_gradients(layout):
     outs = []
     for norm in (torch.nn.InstanceNorm2d(12), instance_norm(12)):
         xi = x.clone().requires_grad_()
-        y = norm(xi)
+        y = torch.relu_(norm(xi))
         (y * weight).sum().backward()
         outs.append((y, xi.grad))
     (y_ref, g_ref), (y, g) = outs
     assert torch.allclose(y, y_ref, atol=1e-12) and torch.allclose(g, g_ref, atol=1e-12)
-    assert y.is_contiguous(memory_format=layout)
+    assert y.is_contiguous(memory_format=layout) and g.is_contiguous(memory_format=layout)
+    own = layout == torch.channels_last
+    assert (
+        "InstanceNormLast" in type(instance_norm(12)(x.requires_grad_()).grad_fn).__name__
+    ) == own
     assert not list(instance_norm(12).state_dict())  # no parameters or buffers, as before
+
+
+def test_channels_last_instance_norm_passes_gradcheck():
+    """The hand-written backward against finite differences, including a gradient that
+    arrives in the other memory layout."""
+    from sjdl.models.firm import instance_norm
+
+    torch.manual_seed(5)
+    norm = instance_norm(5)
+    x = torch.randn(2, 5, 4, 3, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(norm, (x,))
+    assert torch.autograd.gradcheck(lambda t: norm(t).contiguous() * 2, (x,))
 
 
 @pytest.mark.parametrize("scale", [2, 4])

@@ -20,11 +20,61 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def instance_norm(ch: int) -> nn.GroupNorm:
-    """Instance normalisation (per image and channel, no affine, eps 1e-5) as a GroupNorm with
-    one channel per group: the same values as ``nn.InstanceNorm2d(ch)``, and CPU kernels that
-    keep channels-last tensors channels-last (InstanceNorm2d copies them to NCHW and back)."""
-    return nn.GroupNorm(ch, ch, eps=1e-5, affine=False)
+class _InstanceNormLast(torch.autograd.Function):
+    """Instance normalisation of a channels-last CPU tensor over its (H*W, C) view: one
+    reduction over H*W per (image, channel) each way, no layout copy. Gradient:
+    dx = rstd (g - mean(g) - y mean(g y)), means over H*W."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, eps: float) -> torch.Tensor:
+        n, c, h, w = x.shape
+        v = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view of channels-last memory
+        var, mean = torch.var_mean(v, dim=1, keepdim=True, correction=0)
+        rstd = (var + eps).rsqrt_()
+        ctx.save_for_backward(x, mean, rstd)  # the input, not the output: ReLU(inplace) follows
+        # written into a tensor of its own (a view returned here could not be changed in place)
+        out = torch.empty_like(x, memory_format=torch.channels_last)
+        torch.sub(v, mean, out=out.permute(0, 2, 3, 1).view(n, h * w, c)).mul_(rstd)
+        return out
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x, mean, rstd = ctx.saved_tensors
+        n, c, h, w = x.shape
+        y = (x.permute(0, 2, 3, 1).reshape(n, h * w, c) - mean).mul_(rstd)
+        gv = g.permute(0, 2, 3, 1).reshape(n, h * w, c)
+        gy = (gv * y).mean(1, keepdim=True)
+        grad = (gv - gv.mean(1, keepdim=True)).sub_(y.mul_(gy))
+        return grad.mul_(rstd).view(n, h, w, c).permute(0, 3, 1, 2), None
+
+
+class InstanceNorm(nn.Module):
+    """Instance normalisation (per image and channel, no affine, eps 1e-5): the values of
+    ``nn.InstanceNorm2d``. Channels-last CPU tensors go through ``_InstanceNormLast`` (2-2.6x
+    less time forward + backward than GroupNorm's kernel at FIRM's sizes, and none of
+    InstanceNorm2d's NCHW round trips); anything else through a GroupNorm with one channel
+    per group. No parameters or buffers."""
+
+    def __init__(self, ch: int, eps: float = 1e-5):
+        super().__init__()
+        self.ch, self.eps = ch, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            x.device.type == "cpu"
+            and x.dim() == 4
+            and x.is_contiguous(memory_format=torch.channels_last)
+        ):
+            return _InstanceNormLast.apply(x, self.eps)
+        return F.group_norm(x, self.ch, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.ch}, eps={self.eps}"
+
+
+def instance_norm(ch: int) -> InstanceNorm:
+    """FIRM's instance normalisation (pix2pixHD's, no affine)."""
+    return InstanceNorm(ch)
 
 
 def _interpolation_matrix(n_out: int, n_in: int, dtype: torch.dtype, device) -> torch.Tensor:
