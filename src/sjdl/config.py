@@ -37,7 +37,7 @@ FogKind = Literal["uniform", "patchy", "scatter", "tinted"]  # data/fog_kinds.py
 class FIRMConfig:
     """Fog-free image reconstruction module (spec §2.2)."""
 
-    res_blocks: int = 1  # ResBlocks per upsampling stage: 1 as released, 2 in the paper text
+    res_blocks: int = 1  # ResBlocks per stage: 1 as released, 2 in the paper text, 0 a speed option
     # unit: (tanh+1)/2 in [0,1]; tanh: raw, as released; residual: clamp(I + tanh, 0, 1),
     # final convs zero-initialised so FIRM starts as the identity (README: restoration);
     # affine: clamp(gain * I + offset, 0, 1), per-pixel gain and offset (models/firm.py)

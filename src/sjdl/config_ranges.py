@@ -64,7 +64,7 @@ WEIGHT = at_least(0.0, "a loss weight; 0 turns the term off", hi=1e9)
 
 RANGES: dict[str, Range] = {
     "model.last_stride": Range(1, 2),
-    "model.firm.res_blocks": Range(1, 16),
+    "model.firm.res_blocks": Range(0, 16),  # 0: no ResBlocks (a speed option)
     "model.firm.width": Range(2, 1024, note="an even number of channels"),
     "model.firm.cfsm_grad": Range(0.0, 1e6, note="0 = no restoration gradient into CFSM"),
     "data.size_train": SIDE,

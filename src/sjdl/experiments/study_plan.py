@@ -69,6 +69,14 @@ TRAININGS = {
         "model.firm.scale=4",
         "train.real_every=5",
     ],
+    # and with a lighter FIRM: no ResBlocks in its stages (1 as released, 2 in the paper text)
+    "sjdl_affine4_every5_rb0": [
+        "method=sjdl",
+        "model.firm.output=affine",
+        "model.firm.scale=4",
+        "train.real_every=5",
+        "model.firm.res_blocks=0",
+    ],
 }
 # epochs (and the LR schedule in epochs) x this
 EPOCH_SCALE = {"baseline_2x": 2, "baseline_4x": 4, "recommended_2x": 2}
@@ -127,6 +135,7 @@ STEP_COST.update(
     {"recommended_pairs": 1.0, "sjdl_affine": 3.4, "sjdl_affine2": 2.4, "sjdl_affine4": 2.0}
 )
 STEP_COST["sjdl_affine4_every5"] = 1.7
+STEP_COST["sjdl_affine4_every5_rb0"] = 1.4
 VAL_COST, EVAL_COST = 5.0, 8.0
 
 
