@@ -120,6 +120,7 @@ def test_quick_study_writes_outputs_and_resumes_without_retraining(tmp_path):
     assert "ΔmAP vs Baseline" in summary and "Δ vs ImageNet" in summary and "[" in summary
     assert "| dense | unseen | ImageNet features" in summary
     assert "unseen patchy fog PSNR" in summary
+    assert ", 160 test ids, fog densities" in summary.split("\n", 1)[0]
     assert (out / "summary.csv").is_file() and (out / "study.png").stat().st_size > 1000
     trained = sorted((out / "runs").glob("*/study_trained.json"))
     assert [p.parent.name for p in trained] == ["baseline-dense-s0", "clear-s0", "sjdl-dense-s0"]
@@ -395,3 +396,15 @@ def test_affine_rows_set_firm_output_and_scale(tmp_path):
     assert (pairs.clear_twins, pairs.twins_in_batch, pairs.num_ids) == (True, True, 8)
     with pytest.raises(StudyError, match=r"model.firm.scale: .*sjdl_affine2"):
         check_overrides(["model.firm.scale=2"])
+
+
+def test_a_development_study_says_which_ids_it_was_evaluated_on(tmp_path):
+    """The header of a --split dev summary names the development ids, not the held-out test
+    ids (a dev study never sees them)."""
+    out = tmp_path / "dev"
+    cmd = ["study", "--quick", "--split", "dev", "--rows", "imagenet", "--tests", "foggy"]
+    result = CliRunner().invoke(app, [*cmd, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    first = (out / "summary.md").read_text().split("\n", 1)[0]
+    assert "evaluated on 100 development ids (the 160 test ids held out)" in first
+    assert {r["queries"] for r in _rows(out / "metrics.csv")} == {"100"}

@@ -276,7 +276,14 @@ def _run_study(out, settings: StudySettings, log=print, progress=None) -> list[P
         f"sjdl study: seeds {','.join(map(str, settings.seeds))}, {settings.epochs} epoch"
         + ("s" if settings.epochs != 1 else "")
         + (f" of at most {settings.max_steps} steps" if settings.max_steps else "")
-        + f", {h}x{w} images, {settings.test_ids} test ids, fog densities "
+        + f", {h}x{w} images, "
+        + (
+            f"evaluated on {settings.dev_ids} development ids (the {settings.test_ids} test "
+            "ids held out)"
+            if settings.split == "dev"
+            else f"{settings.test_ids} test ids"
+        )
+        + ", fog densities "
         f"{', '.join(settings.densities)}; {time.strftime('%Y-%m-%d')}, "
         f"{platform.processor() or platform.machine()} with {os.cpu_count()} CPUs, "
         f"torch {torch.__version__}, "
