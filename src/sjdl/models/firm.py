@@ -20,6 +20,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _pixels_by_channel(t: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H*W, C): a view for a channels-last tensor (a copy otherwise)."""
+    n, c, h, w = t.shape
+    return t.permute(0, 2, 3, 1).reshape(n, h * w, c)
+
+
 class _InstanceNormLast(torch.autograd.Function):
     """Instance normalisation of a channels-last CPU tensor over its (H*W, C) view: one
     reduction over H*W per (image, channel) each way, no layout copy. Gradient:
@@ -27,25 +33,24 @@ class _InstanceNormLast(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, eps: float) -> torch.Tensor:
-        n, c, h, w = x.shape
-        v = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view of channels-last memory
+        v = _pixels_by_channel(x)
         var, mean = torch.var_mean(v, dim=1, keepdim=True, correction=0)
         rstd = (var + eps).rsqrt_()
         ctx.save_for_backward(x, mean, rstd)  # the input, not the output: ReLU(inplace) follows
         # written into a tensor of its own (a view returned here could not be changed in place)
         out = torch.empty_like(x, memory_format=torch.channels_last)
-        torch.sub(v, mean, out=out.permute(0, 2, 3, 1).view(n, h * w, c)).mul_(rstd)
+        torch.sub(v, mean, out=_pixels_by_channel(out)).mul_(rstd)
         return out
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         x, mean, rstd = ctx.saved_tensors
-        n, c, h, w = x.shape
-        y = (x.permute(0, 2, 3, 1).reshape(n, h * w, c) - mean).mul_(rstd)
-        gv = g.permute(0, 2, 3, 1).reshape(n, h * w, c)
+        y = (_pixels_by_channel(x) - mean).mul_(rstd)
+        gv = _pixels_by_channel(g)
         gy = (gv * y).mean(1, keepdim=True)
-        grad = (gv - gv.mean(1, keepdim=True)).sub_(y.mul_(gy))
-        return grad.mul_(rstd).view(n, h, w, c).permute(0, 3, 1, 2), None
+        grad = (gv - gv.mean(1, keepdim=True)).sub_(y.mul_(gy)).mul_(rstd)
+        n, c, h, w = x.shape
+        return grad.view(n, h, w, c).permute(0, 3, 1, 2), None
 
 
 class InstanceNorm(nn.Module):
