@@ -49,6 +49,10 @@ class FIRMConfig:
     # not in the paper: scale of the restoration losses' gradient into CFSM (1 = joint
     # training as published; 0 = FIRM learns on CFSM features it cannot change)
     cfsm_grad: float = 1.0
+    # not in the paper, a speed option: in training FIRM restores every N-th image of each batch
+    # (rows 0, N, 2N, ...; with P x K batches and N = K one image per id); 1 = every image, as
+    # released. Evaluation, restoration and `sjdl defog` always restore every image.
+    train_stride: int = 1
 
 
 @dataclass

@@ -67,6 +67,7 @@ RANGES: dict[str, Range] = {
     "model.firm.res_blocks": Range(0, 16),  # 0: no ResBlocks (a speed option)
     "model.firm.width": Range(2, 1024, note="an even number of channels"),
     "model.firm.cfsm_grad": Range(0.0, 1e6, note="0 = no restoration gradient into CFSM"),
+    "model.firm.train_stride": Range(1, 64, note="FIRM restores every N-th training image"),
     "data.size_train": SIDE,
     "data.size_test": SIDE,
     "data.num_ids": Range(2, 4096, note="P of the P x K sampler; triplets need 2"),

@@ -28,6 +28,10 @@ def _keys(values: dict) -> list[str]:
     return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in values.items()]
 
 
+# the demo's SJDL row (experiments/demo.py): FIRM's gain and offset at 1/4 resolution, a real
+# batch every 5th step
+DEMO_SJDL = ["method=sjdl", "model.firm.output=affine", "model.firm.scale=4", "train.real_every=5"]
+
 TRAININGS = {
     "imagenet": [],
     "clear": ["method=baseline"],
@@ -63,20 +67,11 @@ TRAININGS = {
     "sjdl_affine2": ["method=sjdl", "model.firm.output=affine", "model.firm.scale=2"],
     "sjdl_affine4": ["method=sjdl", "model.firm.output=affine", "model.firm.scale=4"],
     # the same with a real batch every 5th step, as the released code schedules it (issue 18)
-    "sjdl_affine4_every5": [
-        "method=sjdl",
-        "model.firm.output=affine",
-        "model.firm.scale=4",
-        "train.real_every=5",
-    ],
+    "sjdl_affine4_every5": DEMO_SJDL,
     # and with a lighter FIRM: no ResBlocks in its stages (1 as released, 2 in the paper text)
-    "sjdl_affine4_every5_rb0": [
-        "method=sjdl",
-        "model.firm.output=affine",
-        "model.firm.scale=4",
-        "train.real_every=5",
-        "model.firm.res_blocks=0",
-    ],
+    "sjdl_affine4_every5_rb0": [*DEMO_SJDL, "model.firm.res_blocks=0"],
+    # or FIRM restoring every 2nd training image of a batch only (one per id at K = 2)
+    "sjdl_affine4_every5_half": [*DEMO_SJDL, "model.firm.train_stride=2"],
 }
 # epochs (and the LR schedule in epochs) x this
 EPOCH_SCALE = {"baseline_2x": 2, "baseline_4x": 4, "recommended_2x": 2}
@@ -136,6 +131,7 @@ STEP_COST.update(
 )
 STEP_COST["sjdl_affine4_every5"] = 1.7
 STEP_COST["sjdl_affine4_every5_rb0"] = 1.4
+STEP_COST["sjdl_affine4_every5_half"] = 1.5
 VAL_COST, EVAL_COST = 5.0, 8.0
 
 

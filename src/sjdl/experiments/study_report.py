@@ -43,6 +43,7 @@ LABELS = {
     "sjdl_affine4": "SJDL, FIRM gain and offset at 1/4 resolution",
     "sjdl_affine4_every5": "SJDL, gain and offset at 1/4, a real batch every 5th step",
     "sjdl_affine4_every5_rb0": "the same, FIRM without ResBlocks",
+    "sjdl_affine4_every5_half": "the same, FIRM on every 2nd training image",
 }
 ADAPT_LABELS = {"train": "BN re-estimated on train images", "gallery": "BN re-estimated on gallery"}
 COLORS = {  # one colour per row, the same in every panel
@@ -74,6 +75,7 @@ COLORS = {  # one colour per row, the same in every panel
     "sjdl_affine4": (130, 90, 0),
     "sjdl_affine4_every5": (90, 60, 0),
     "sjdl_affine4_every5_rb0": (60, 40, 0),
+    "sjdl_affine4_every5_half": (170, 120, 40),
 }
 
 

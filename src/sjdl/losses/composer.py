@@ -23,7 +23,8 @@ class LossComposer:
     """Weighted loss terms for a synthetic (supervised) or real (unsupervised) batch.
 
     Each call returns a dict of already weighted scalar terms plus ``total`` (their sum).
-    ``out`` is a model output with ``global_feat``, ``bn_feat``, ``logits`` and ``restored``.
+    ``out`` is a model output with ``global_feat``, ``bn_feat``, ``logits``, ``restored`` and
+    ``restored_rows`` (the batch rows FIRM restored: targets and inputs are taken from them).
     """
 
     def __init__(self, loss_cfg, method: str, firm_output: str = "unit"):
@@ -72,7 +73,7 @@ class LossComposer:
             if out.restored is None or clear is None:
                 raise ValueError(f"method {self.method} needs restored images and clear targets")
             terms["restoration"] = self.cfg.lambda_restoration * restoration_loss(
-                out.restored, clear
+                out.restored, clear[out.restored_rows]
             )
         return self._total(terms)
 
@@ -91,5 +92,6 @@ class LossComposer:
         terms["total_variation"] = c.lambda_tv * total_variation_loss(j_unit)
         if self.method in USES_SC:
             j_sc = j_enh if c.sc_grad else j_enh.detach()
-            terms["self_constraint"] = c.lambda_sc * self_constraint_loss(j_sc, foggy, c.sc_mode)
+            rows = foggy[out.restored_rows]  # model.firm.train_stride: the rows FIRM restored
+            terms["self_constraint"] = c.lambda_sc * self_constraint_loss(j_sc, rows, c.sc_mode)
         return self._total(terms)

@@ -27,6 +27,7 @@ def build_model(cfg, num_syn_ids: int, num_real_ids: int = 0) -> SJDL:
         firm_width=m.firm.width,
         firm_cfsm_grad=m.firm.cfsm_grad,
         firm_scale=m.firm.scale,
+        firm_train_stride=m.firm.train_stride,
         normalize=m.normalize,
         retrieval_feature=cfg.test.feature,
     )

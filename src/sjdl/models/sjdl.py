@@ -28,6 +28,15 @@ class SJDLOutput:
     bn_feat: torch.Tensor  # after the BNNeck (N, D)
     logits: dict[str, torch.Tensor] = field(default_factory=dict)  # one entry per ID head
     restored: tuple[torch.Tensor, torch.Tensor] | None = None
+    # the batch rows ``restored`` belongs to (model.firm.train_stride): every row by default
+    restored_rows: slice = field(default_factory=lambda: slice(None))
+
+
+def _rows(t: torch.Tensor, rows: slice) -> torch.Tensor:
+    """``t[rows]`` as a dense tensor in ``t``'s memory format (a strided view would leave the
+    convolutions to pick a layout)."""
+    cl = t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
+    return t[rows].contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
 
 
 class CFSM(nn.Module):
@@ -130,6 +139,7 @@ class SJDL(nn.Module):
         firm_width: int = 64,
         firm_cfsm_grad: float = 1.0,
         firm_scale: int = 1,
+        firm_train_stride: int = 1,
         normalize: str = "imagenet",
         retrieval_feature: str = "post_bn",
     ):
@@ -155,6 +165,7 @@ class SJDL(nn.Module):
                 self.heads[name] = head
         self.firm = None
         self.firm_cfsm_grad = float(firm_cfsm_grad)
+        self.firm_train_stride = int(firm_train_stride)
         if with_firm:
             stride = 4 * 2 ** (depth - 1) if depth < 4 else 16 * last_stride
             self.firm = FIRM(
@@ -220,17 +231,20 @@ class SJDL(nn.Module):
             for name, head in self.heads.items()
             if heads is None or name in heads
         }
-        restored = None
+        restored, rows = None, slice(None)
         if restore and self.firm is not None:
             self._check_firm_size(images)
             if firm_input is None or firm_input is images:
                 firm_input, fc_r, f1_r = images, f_c, f1
             else:  # FIRM works from the unerased image's own CFSM features
                 fc_r, f1_r = self.cfsm((firm_input - self.pixel_mean) / self.pixel_std)
+            if self.firm_train_stride > 1:  # model.firm.train_stride: every N-th image only
+                rows = slice(None, None, self.firm_train_stride)
+                firm_input, fc_r, f1_r = (_rows(t, rows) for t in (firm_input, fc_r, f1_r))
             if self.firm_cfsm_grad != 1.0:
                 fc_r, f1_r = (scale_grad(t, self.firm_cfsm_grad) for t in (fc_r, f1_r))
             restored = self.firm(firm_input, fc_r, f1_r)
-        return SJDLOutput(global_feat, bn_feat, logits, restored)
+        return SJDLOutput(global_feat, bn_feat, logits, restored, rows)
 
     @torch.no_grad()
     def extract_features(self, images: torch.Tensor) -> torch.Tensor:
