@@ -166,6 +166,9 @@ def resolve_device(name: str = "auto", key: str = "train.device"):
     return dev
 
 
+NATIVE_BF16 = ("avx512_bf16", "amx_tile")  # torch.cpu._is_<name>_supported
+
+
 def check_cpu_bf16(key: str = "train.cpu_amp") -> None:
     """A ConfigError naming ``key`` unless this CPU computes bfloat16 natively (AVX512-BF16 or
     AMX): without them bfloat16 convolutions run many times slower than float32's."""
@@ -177,6 +180,3 @@ def check_cpu_bf16(key: str = "train.cpu_amp") -> None:
             f"{key}: this CPU has no AVX512-BF16 or AMX instructions, so bfloat16 training "
             'would run far slower than float32 (README "Performance"); leave it off here'
         )
-
-
-NATIVE_BF16 = ("avx512_bf16", "amx_tile")  # torch.cpu._is_<name>_supported

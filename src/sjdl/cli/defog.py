@@ -51,6 +51,8 @@ def defog_command(
     unmatched: list[str] = []  # inputs without a reference image of their path or name
     plan, written = [], 0
     try:
+        # planned before the model loads, so that a refusal (existing outputs) costs nothing;
+        # planned again under the lock below, where another run may have written meanwhile
         plan = plan_defog_outputs(inputs, output, overwrite, resume)
         reid = ReID.from_checkpoint(checkpoint) if method == "firm" else None
         if reid is not None and not reid.has_firm:
