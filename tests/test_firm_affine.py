@@ -131,6 +131,19 @@ def test_channels_last_instance_norm_passes_gradcheck():
     assert torch.autograd.gradcheck(lambda t: norm(t).contiguous() * 2, (x,))
 
 
+def test_channels_last_instance_norm_is_accurate_in_float32_far_from_zero():
+    """Activations with a large mean and a small spread (mean 300, std 0.5): the variance of
+    the centred values, not E[x^2] - mean^2, whose float32 cancellation would be off by far
+    more than the tolerance here."""
+    from sjdl.models.firm import instance_norm
+
+    torch.manual_seed(6)
+    x64 = 300 + 0.5 * torch.randn(2, 8, 24, 24, dtype=torch.float64)
+    want = torch.nn.InstanceNorm2d(8)(x64)
+    x = x64.float().contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(instance_norm(8)(x).double(), want, atol=2e-3)
+
+
 @pytest.mark.parametrize("scale", [2, 4])
 def test_affine_upsampled_coefficients_match_upsampling_all_six_channels(scale):
     """Gain and offset upsampled separately equal the 6-channel upsampling they replace:
@@ -169,3 +182,20 @@ def test_upsample_bilinear_matches_interpolate(size_in, size_out):
     with torch.inference_mode():
         upsample_bilinear(x.detach(), size_out)
     upsample_bilinear(x, size_out).sum().backward()
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_enhancement_input_is_the_pooled_pair_of_foggy_image_and_j_fake(layout):
+    """At 1/4 resolution the pyramid block sees avg_pool(cat(I, J_fake)): FIRM pools each
+    before joining them (no full-size 6-channel copy), which must give the same values."""
+    firm = _firm(4).double().to(memory_format=layout)
+    torch.manual_seed(5)
+    with torch.no_grad():  # non-zero output convolutions: J_fake differs from I
+        for conv in (firm.dehaze[1], firm.enhance.refine3):
+            conv.weight.normal_(0, 0.05)
+    foggy, f_c, f1 = (t.double().contiguous(memory_format=layout) for t in _inputs())
+    j_fake, j_enh = firm(foggy, f_c, f1)
+    assert not torch.allclose(j_fake, foggy, atol=1e-3)
+    pair = torch.nn.functional.avg_pool2d(torch.cat([foggy, j_fake], dim=1), 4)
+    want = firm._to_range(firm.enhance(pair), foggy)
+    assert torch.allclose(j_enh, want, atol=1e-12)
