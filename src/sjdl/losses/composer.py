@@ -19,12 +19,19 @@ USES_REAL = {"sjdl_wo_sc", "sjdl"}
 USES_SC = {"sjdl"}
 
 
+def _restored_rows(out) -> slice:
+    """The batch rows ``out.restored`` belongs to (``model.firm.train_stride``); all rows for
+    an output that does not say."""
+    return getattr(out, "restored_rows", slice(None))
+
+
 class LossComposer:
     """Weighted loss terms for a synthetic (supervised) or real (unsupervised) batch.
 
     Each call returns a dict of already weighted scalar terms plus ``total`` (their sum).
     ``out`` is a model output with ``global_feat``, ``bn_feat``, ``logits``, ``restored`` and
-    ``restored_rows`` (the batch rows FIRM restored: targets and inputs are taken from them).
+    optionally ``restored_rows`` (the batch rows FIRM restored: targets and inputs are taken
+    from them; every row when absent).
     """
 
     def __init__(self, loss_cfg, method: str, firm_output: str = "unit"):
@@ -73,7 +80,7 @@ class LossComposer:
             if out.restored is None or clear is None:
                 raise ValueError(f"method {self.method} needs restored images and clear targets")
             terms["restoration"] = self.cfg.lambda_restoration * restoration_loss(
-                out.restored, clear[out.restored_rows]
+                out.restored, clear[_restored_rows(out)]
             )
         return self._total(terms)
 
@@ -92,6 +99,6 @@ class LossComposer:
         terms["total_variation"] = c.lambda_tv * total_variation_loss(j_unit)
         if self.method in USES_SC:
             j_sc = j_enh if c.sc_grad else j_enh.detach()
-            rows = foggy[out.restored_rows]  # model.firm.train_stride: the rows FIRM restored
+            rows = foggy[_restored_rows(out)]  # model.firm.train_stride: the rows FIRM restored
             terms["self_constraint"] = c.lambda_sc * self_constraint_loss(j_sc, rows, c.sc_mode)
         return self._total(terms)
