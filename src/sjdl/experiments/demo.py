@@ -41,18 +41,18 @@ from .runs import (
     train_run,
 )
 from .study_data import fog_unseen, read_unseen
+from .study_plan import DEMO_SJDL
 
 # Speed choices of the demo's rows on top of configs/demo.yaml (which the study runs as it
 # is), measured on the development split (benchmarks/study-dev4-speed, study-dev6-every5):
-# FIRM's gain and offset at 1/4 resolution, a real batch every 5th step (as the released code
-# schedules it), the recipe's clear twins in their foggy images' batch.
-FIRM_FAST = ["model.firm.output=affine", "model.firm.scale=4"]
-REAL_EVERY = ["train.real_every=5"]
+# SJDL's FIRM gain and offset at 1/4 resolution and a real batch every 5th step (as the
+# released code schedules it; the study's row sjdl_affine4_every5), the recipe's clear twins
+# in their foggy images' batch.
 TWINS_IN_BATCH = ["data.twins_in_batch=true", "data.num_ids=8"]  # 8 x 2 foggy + 16 twins
 # trained rows: name -> (label, overrides on configs/demo.yaml)
 TRAINED = {
     "baseline": ("Baseline", ["method=baseline"]),
-    "sjdl": ("SJDL", ["method=sjdl", *FIRM_FAST, *REAL_EVERY]),
+    "sjdl": ("SJDL", DEMO_SJDL),
     "recommended": (
         "Recommended recipe (clear twins + consistency)",
         ["preset=recommended", *TWINS_IN_BATCH],
