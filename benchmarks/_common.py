@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import subprocess
+from pathlib import Path
 
 import torch
 
@@ -21,3 +23,10 @@ def header(title: str) -> str:
         f"# {title}\n# {datetime.date.today()} | {cpu} | {os.cpu_count()} cores | {dev} | "
         f"torch {torch.__version__} | threads {torch.get_num_threads()}"
     )
+
+
+def short_head() -> str:
+    """This checkout's commit, abbreviated (empty outside a git checkout)."""
+    repo = Path(__file__).resolve().parents[1]
+    cmd = ["git", "rev-parse", "--short", "HEAD"]
+    return subprocess.run(cmd, cwd=repo, text=True, capture_output=True).stdout.strip()

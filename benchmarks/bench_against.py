@@ -151,12 +151,10 @@ def main(argv=None) -> int:
         print(json.dumps(worker(setting, method, int(steps), compiled)))
         return 0
     sys.path.insert(0, str(HERE))
-    from _common import header
+    from _common import header, short_head
 
     methods = args.methods.split(",")
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True, capture_output=True
-    ).stdout.strip()
+    head = short_head()
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="sjdl-against-") as tmp:
         codes = {"this": REPO / "src", "other": export(args.against, Path(tmp))}

@@ -64,12 +64,10 @@ def main(argv=None) -> int:
         print(json.dumps(worker(args.worker)))
         return 0
     sys.path.insert(0, str(HERE))
-    from _common import header
+    from _common import header, short_head
     from bench_against import export
 
-    head = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True, capture_output=True
-    ).stdout.strip()
+    head = short_head()
     res: dict[str, list[dict]] = {"this": [], "other": []}
     with tempfile.TemporaryDirectory(prefix="sjdl-firm-") as tmp:
         codes = {"this": REPO / "src", "other": export(args.against, Path(tmp))}

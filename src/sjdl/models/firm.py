@@ -226,9 +226,9 @@ class FIRM(nn.Module):
         y = self.extra(self.head(f_c))
         y = self.up2(self.up1(torch.cat([y, f1], dim=1)))
         j_fake = self._to_range(torch.tanh(self.dehaze(y)), foggy)
-        pair = (foggy, j_fake)
+        pair = [foggy, j_fake]
         if self.scale > 1:  # the enhancement block works at FIRM's output resolution too
             # each pooled before joining: the same values, no full-size 6-channel copy
-            pair = (F.avg_pool2d(t, self.scale) for t in pair)
-        j_enh = self._to_range(self.enhance(torch.cat(list(pair), dim=1)), foggy)
+            pair = [F.avg_pool2d(t, self.scale) for t in pair]
+        j_enh = self._to_range(self.enhance(torch.cat(pair, dim=1)), foggy)
         return j_fake, j_enh
